@@ -306,3 +306,202 @@ def shape_trace(model, batch_size: int | None = None):
     table = pd.DataFrame(rows, columns=["layer", "type", "output_shape", "params"])
     table.attrs["total_params"] = int(model.count_params())
     return table
+
+
+# ---------------------------------------------------------------------------------------------
+# Multiply-adds of whole models, blocks included
+# ---------------------------------------------------------------------------------------------
+
+_CONV_TYPES = ("Conv2D", "DepthwiseConv2D")
+_POOL_TYPES = (
+    "MaxPooling2D",
+    "AveragePooling2D",
+    "GlobalAveragePooling2D",
+    "GlobalMaxPooling2D",
+)
+
+
+def pool2d_ops(
+    output_size: int | Sequence[int], pool_size: int | Sequence[int], channels: int
+) -> int:
+    """Operations of a 2D pooling layer: ``H_out * W_out * C * p_h * p_w``.
+
+    Pooling has no multiplications by weights: each output reads its window once (a comparison
+    for max pooling, an addition for average pooling). Papers count these as zero
+    multiply-adds (the GoogLeNet table does); this is the count when one wants them.
+
+    Args:
+        output_size: Output height and width, an int (square) or (H_out, W_out).
+        pool_size: Window size, an int or (p_h, p_w).
+        channels: Channels (pooled one by one).
+
+    Returns:
+        The number of window reads.
+
+    Raises:
+        ValueError: A non-positive size.
+    """
+    h_out, w_out = _pair("output_size", output_size)
+    p_h, p_w = _pair("pool_size", pool_size)
+    return h_out * w_out * p_h * p_w * _positive_int("channels", channels)
+
+
+def layer_mult_adds(layer, input_shape, output_shape, *, include_pooling: bool = False) -> int:
+    """Multiply-adds of one leaf Keras layer, given the shapes it saw (batch axis included).
+
+    Conv2D: ``H_out * W_out * k_h * k_w * C_in / groups * C_out`` (:func:`conv2d_mult_adds`);
+    DepthwiseConv2D: ``H_out * W_out * k_h * k_w * C_out``; Dense: ``n_in * units`` per
+    position; pooling: 0, or :func:`pool2d_ops` with ``include_pooling``; anything else
+    (batch norm, activations, additions, concatenation) 0. Counts are per example.
+
+    Args:
+        layer: A Keras layer without sublayers.
+        input_shape: The shape of its input, (batch, ...).
+        output_shape: The shape of its output, (batch, ...).
+        include_pooling: Count pooling window reads.
+
+    Returns:
+        The number of multiply-adds for one example.
+    """
+    kind = type(layer).__name__
+    out = [int(d) for d in output_shape[1:]]
+    inp = [int(d) for d in input_shape[1:]]
+    if kind == "Conv2D":
+        k_h, k_w = layer.kernel_size
+        return out[0] * out[1] * k_h * k_w * (inp[-1] // layer.groups) * out[-1]
+    if kind == "DepthwiseConv2D":
+        k_h, k_w = layer.kernel_size
+        return out[0] * out[1] * k_h * k_w * out[-1]
+    if kind == "Dense":
+        return int(np.prod(inp[:-1], dtype=np.int64)) * inp[-1] * out[-1]
+    if include_pooling and kind in _POOL_TYPES:
+        if kind.startswith("Global"):
+            return int(np.prod(inp, dtype=np.int64))
+        p_h, p_w = layer.pool_size
+        return pool2d_ops((out[0], out[1]), (p_h, p_w), out[-1])
+    return 0
+
+
+def _leaves(layer) -> list:
+    """The layers without sublayers inside ``layer`` (itself if it has none)."""
+    found = [
+        sub
+        for sub in layer._flatten_layers(include_self=True, recursive=True)
+        if not list(sub._flatten_layers(include_self=False, recursive=False))
+    ]
+    return found or [layer]
+
+
+def _record_shapes(model, batch_size: int) -> dict[int, tuple[tuple, tuple]]:
+    """Run ``model`` once on zeros, recording the input and output shape of every leaf layer."""
+    import keras
+
+    seen: dict[int, tuple[tuple, tuple]] = {}
+    patched = []
+
+    def hook(leaf, original):
+        def call(inputs, *args, **kwargs):
+            outputs = original(inputs, *args, **kwargs)
+            seen.setdefault(id(leaf), (tuple(inputs.shape), tuple(outputs.shape)))
+            return outputs
+
+        return call
+
+    for top in model.layers:
+        for leaf in _leaves(top):
+            if type(leaf).__name__ in ("InputLayer",):
+                continue
+            object.__setattr__(leaf, "call", hook(leaf, leaf.call))
+            patched.append(leaf)
+    try:
+        zeros = [
+            np.zeros(
+                (batch_size, *tensor.shape[1:]), dtype=keras.backend.standardize_dtype(tensor.dtype)
+            )
+            for tensor in model.inputs
+        ]
+        model(zeros if len(zeros) > 1 else zeros[0], training=False)
+    finally:
+        for leaf in patched:
+            object.__delattr__(leaf, "call")
+    return seen
+
+
+def mult_adds_table(model, *, detail: bool = False, include_pooling: bool = False):
+    """Parameters and multiply-adds of every layer of a model, counted inside blocks too.
+
+    Runs the model once on a batch of one zero image while recording the shapes every leaf
+    layer (Conv2D, Dense, pooling... also those inside an ``Inception`` or a ``ResnetBlock``)
+    sees, then applies :func:`layer_mult_adds`. This reproduces the "ops" column of the
+    GoogLeNet table (Szegedy et al. 2014, Table 1) and ResNet-18's 1.8 G multiply-adds
+    (He et al. 2015, Table 1).
+
+    Args:
+        model: A built ``keras.Model`` with defined inputs.
+        detail: One row per leaf layer (with the top-level layer it belongs to in ``block``)
+            instead of one row per top-level layer.
+        include_pooling: Count pooling window reads (the papers count them as 0).
+
+    Returns:
+        A ``pandas.DataFrame`` with columns ``layer``, ``type``, ``output_shape``, ``params``
+        and ``mult_adds`` (with ``detail``: also ``block`` and ``input_shape``), per example.
+        ``df.attrs["total_mult_adds"]`` and ``df.attrs["total_params"]`` hold the totals.
+
+    Raises:
+        ValueError: If the model has no defined inputs yet (build it with ``keras.Input``).
+    """
+    import pandas as pd
+
+    try:
+        inputs = model.inputs
+    except (AttributeError, ValueError):
+        inputs = None
+    if not inputs:
+        raise ValueError(
+            f"model must be built with defined inputs (start it with keras.Input(shape=...)). "
+            f"Received: model={getattr(model, 'name', model)!r} with no inputs"
+        )
+    seen = _record_shapes(model, 1)
+    rows = []
+    for top in model.layers:
+        if type(top).__name__ == "InputLayer":
+            continue
+        leaf_rows = []
+        for leaf in _leaves(top):
+            if id(leaf) not in seen:
+                continue
+            in_shape, out_shape = seen[id(leaf)]
+            leaf_rows.append(
+                {
+                    "block": top.name,
+                    "layer": leaf.name,
+                    "type": type(leaf).__name__,
+                    "input_shape": in_shape,
+                    "output_shape": out_shape,
+                    "params": int(leaf.count_params()) if leaf.built else 0,
+                    "mult_adds": layer_mult_adds(
+                        leaf, in_shape, out_shape, include_pooling=include_pooling
+                    ),
+                }
+            )
+        if detail:
+            rows.extend(leaf_rows)
+            continue
+        output = top.output
+        shape = [t.shape for t in output] if isinstance(output, (list, tuple)) else output.shape
+        rows.append(
+            {
+                "layer": top.name,
+                "type": type(top).__name__,
+                "output_shape": _format_shape(shape, 1),
+                "params": int(top.count_params()),
+                "mult_adds": int(sum(row["mult_adds"] for row in leaf_rows)),
+            }
+        )
+    columns = ["layer", "type", "output_shape", "params", "mult_adds"]
+    if detail:
+        columns = ["block", "layer", "type", "input_shape", "output_shape", "params", "mult_adds"]
+    table = pd.DataFrame(rows, columns=columns)
+    table.attrs["total_mult_adds"] = int(table["mult_adds"].sum())
+    table.attrs["total_params"] = int(model.count_params())
+    return table
