@@ -494,7 +494,7 @@ def _recipes() -> dict[str, dict]:
         "small_cnn": {
             "build": lambda shape, n: small_cnn(shape, n, head="gap", name="small_cnn"),
             "arch": {"builder": "small_cnn", "head": "gap"},
-            "fast": (10_000, 2),
+            "fast": (8_000, 2),
             "full": (None, 12),
             "batch_size": 64,
             "learning_rate": 2e-3,
@@ -504,7 +504,7 @@ def _recipes() -> dict[str, dict]:
                 shape, n, widths=(16, 32, 64), num_residuals=2, stem="small", name="resnet14"
             ),
             "arch": {"builder": "resnet", "widths": [16, 32, 64], "num_residuals": 2},
-            "fast": (20_000, 3),
+            "fast": (16_000, 3),
             "full": (None, 15),
             "batch_size": 64,
             "learning_rate": 2e-3,
@@ -520,7 +520,7 @@ def _recipes() -> dict[str, dict]:
                 name="googlenet_small",
             ),  # fmt: skip
             "arch": {"builder": "googlenet", "width": 0.25, "stem": "small", "bn": True},
-            "fast": (10_000, 2),
+            "fast": (6_000, 2),
             "full": (None, 12),
             "batch_size": 64,
             "learning_rate": 2e-3,

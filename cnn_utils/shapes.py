@@ -364,6 +364,8 @@ def layer_mult_adds(layer, input_shape, output_shape, *, include_pooling: bool =
         The number of multiply-adds for one example.
     """
     kind = type(layer).__name__
+    if kind not in (*_CONV_TYPES, "Dense", *_POOL_TYPES):
+        return 0  # batch norm, activations, additions, concatenation...
     out = [int(d) for d in output_shape[1:]]
     inp = [int(d) for d in input_shape[1:]]
     if kind == "Conv2D":
@@ -392,6 +394,13 @@ def _leaves(layer) -> list:
     return found or [layer]
 
 
+def _shape_of(value) -> tuple:
+    """The shape of a tensor, or a tuple of shapes for a list of tensors (``Add``...)."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_shape_of(v) for v in value)
+    return tuple(value.shape)
+
+
 def _record_shapes(model, batch_size: int) -> dict[int, tuple[tuple, tuple]]:
     """Run ``model`` once on zeros, recording the input and output shape of every leaf layer."""
     import keras
@@ -402,7 +411,7 @@ def _record_shapes(model, batch_size: int) -> dict[int, tuple[tuple, tuple]]:
     def hook(leaf, original):
         def call(inputs, *args, **kwargs):
             outputs = original(inputs, *args, **kwargs)
-            seen.setdefault(id(leaf), (tuple(inputs.shape), tuple(outputs.shape)))
+            seen.setdefault(id(leaf), (_shape_of(inputs), _shape_of(outputs)))
             return outputs
 
         return call

@@ -79,6 +79,17 @@ def test_mult_adds_table_detail_and_model_is_restored():
     assert "call" not in vars(model.get_layer("conv"))
 
 
+def test_mult_adds_table_with_merge_layers():
+    inputs = keras.Input((4, 4, 2))
+    a = keras.layers.Conv2D(2, 1, name="a")(inputs)
+    b = keras.layers.Add(name="add")([a, inputs])
+    c = keras.layers.Concatenate(name="cat")([b, inputs])
+    table = shapes.mult_adds_table(keras.Model(inputs, c), detail=True).set_index("layer")
+    assert table.loc["add", "mult_adds"] == 0
+    assert table.loc["add", "input_shape"] == ((1, 4, 4, 2), (1, 4, 4, 2))
+    assert table.attrs["total_mult_adds"] == 16 * 2 * 2
+
+
 def test_mult_adds_table_needs_inputs():
     with pytest.raises(ValueError, match="defined inputs"):
         shapes.mult_adds_table(keras.Sequential([keras.layers.Dense(2)]))
