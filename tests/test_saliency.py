@@ -1,0 +1,203 @@
+"""Tests of cnn_utils.saliency: localisation on a synthetic task, shapes, ranges, errors."""
+
+import keras
+import numpy as np
+import pytest
+
+from cnn_utils import blocks, saliency
+
+SIZE, PATCH = 24, 6
+METHODS = ("gradient_saliency", "smoothgrad", "occlusion", "grad_cam")
+
+
+def _stripes(vertical: bool) -> np.ndarray:
+    line = (np.arange(PATCH) % 2).astype(np.float32)
+    patch = np.tile(line, (PATCH, 1))
+    return patch if vertical else patch.T
+
+
+def _patch_task(n: int, seed: int):
+    """Noise images with one striped patch at a random place; its orientation is the class."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0.0, 0.3, size=(n, SIZE, SIZE, 1)).astype(np.float32)
+    y = rng.integers(0, 2, size=n)
+    corners = rng.integers(0, SIZE - PATCH + 1, size=(n, 2))
+    for i, (top, left) in enumerate(corners):
+        x[i, top : top + PATCH, left : left + PATCH, 0] = _stripes(bool(y[i]))
+    return x, y, corners
+
+
+@pytest.fixture(scope="module")
+def patch_model():
+    keras.utils.set_random_seed(0)
+    layers = keras.layers
+    inputs = keras.Input((SIZE, SIZE, 1))
+    h = layers.Conv2D(8, 3, padding="same", activation="relu", name="conv1")(inputs)
+    h = layers.MaxPooling2D(2, name="pool1")(h)
+    h = layers.Conv2D(16, 3, padding="same", activation="relu", name="conv2")(h)
+    h = layers.GlobalAveragePooling2D(name="gap")(h)
+    outputs = layers.Dense(2, name="logits")(h)
+    model = keras.Model(inputs, outputs)
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-2),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    x, y, _ = _patch_task(600, seed=1)
+    model.fit(x, y, epochs=8, batch_size=32, verbose=0)
+    return model
+
+
+def _tiny_models():
+    layers = keras.layers
+    sequential = keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            layers.Conv2D(4, 3, padding="same", activation="relu", name="conv"),
+            layers.GlobalAveragePooling2D(name="gap"),
+            layers.Dense(3, name="logits"),
+        ]
+    )
+    inputs = keras.Input((8, 8, 1))
+    h = layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
+    h = blocks.ResnetBlock(4, 1, first_block=True, name="res2")(h)
+    h = layers.GlobalAveragePooling2D(name="gap")(h)
+    with_blocks = keras.Model(inputs, layers.Dense(3, name="logits")(h))
+    inputs = keras.Input((8, 8, 1))
+    h = layers.Conv2D(4, 3, activation="relu", name="conv")(inputs)
+    h = layers.Flatten(name="flatten")(h)
+    functional = keras.Model(inputs, layers.Dense(3, name="logits")(h))
+    return {"sequential": sequential, "blocks": with_blocks, "functional": functional}
+
+
+def _run(method, model, x, classes, **kwargs):
+    if method == "smoothgrad":
+        kwargs.setdefault("num_samples", 3)
+        kwargs.setdefault("seed", 0)
+    if method == "occlusion":
+        kwargs.setdefault("patch_size", 3)
+    return getattr(saliency, method)(model, x, classes, **kwargs)
+
+
+def test_grad_cam_and_occlusion_peak_inside_the_patch(patch_model):
+    x, y, corners = _patch_task(40, seed=7)
+    accuracy = np.mean(np.argmax(patch_model(x, training=False), axis=1) == y)
+    assert accuracy >= 0.9, accuracy  # the model must solve the task for the test to mean much
+    maps = {
+        "grad_cam": saliency.grad_cam(patch_model, x, y),
+        "occlusion": saliency.occlusion(patch_model, x, y, patch_size=4, stride=2, baseline=0.0),
+    }
+    for name, heat in maps.items():
+        peaks = [np.unravel_index(np.argmax(m), m.shape) for m in heat]
+        inside = [
+            top <= r < top + PATCH and left <= c < left + PATCH
+            for (r, c), (top, left) in zip(peaks, corners, strict=True)
+        ]
+        assert np.mean(inside) >= 0.8, (name, np.mean(inside))
+
+
+@pytest.mark.parametrize("kind", ["sequential", "blocks", "functional"])
+@pytest.mark.parametrize("method", METHODS)
+def test_shapes_and_range_on_every_kind_of_model(kind, method):
+    model = _tiny_models()[kind]
+    x = np.random.default_rng(0).random((3, 8, 8, 1), dtype=np.float32)
+    maps = _run(method, model, x, [0, 1, 2])
+    assert maps.shape == (3, 8, 8)
+    assert maps.dtype == np.float32
+    assert np.isfinite(maps).all() and maps.min() >= 0.0 and maps.max() <= 1.0
+    assert maps.max() == pytest.approx(1.0)  # a non-trivial model gives a non-trivial map
+
+
+def test_cam_on_gap_models_and_block_layers():
+    x = np.random.default_rng(0).random((2, 8, 8, 1), dtype=np.float32)
+    for kind in ("sequential", "blocks"):
+        maps = saliency.cam(_tiny_models()[kind], x, 1)
+        assert maps.shape == (2, 8, 8) and 0.0 <= maps.min() and maps.max() <= 1.0
+    model = _tiny_models()["blocks"]
+    assert saliency.last_feature_layer(model) == "res2"
+    assert saliency.grad_cam(model, x, 0, layer_name="conv").shape == (2, 8, 8)
+
+
+def test_cam_equals_grad_cam_up_to_relu_for_a_gap_head():
+    # For conv -> GAP -> Dense, alpha_k = w_kc / (H W): Grad-CAM is ReLU(CAM) up to scale.
+    model = _tiny_models()["sequential"]
+    x = np.random.default_rng(1).random((2, 8, 8, 1), dtype=np.float32)
+    raw_cam = saliency.cam(model, x, 2, normalize=False)
+    raw_grad_cam = saliency.grad_cam(model, x, 2, normalize=False)
+    np.testing.assert_allclose(np.maximum(raw_cam, 0) / 64.0, raw_grad_cam, atol=1e-5)
+
+
+def test_never_called_sequential_model_is_built_on_demand():
+    layers = keras.layers
+    model = keras.Sequential(
+        [layers.Conv2D(2, 3, name="conv"), layers.GlobalAveragePooling2D(), layers.Dense(2)]
+    )
+    with pytest.raises(ValueError, match="never been called"):
+        saliency.ensure_built(model)
+    saliency.ensure_built(model, (8, 8, 1))
+    x = np.random.default_rng(0).random((2, 8, 8, 1), dtype=np.float32)
+    assert saliency.grad_cam(model, x, 0).shape == (2, 8, 8)
+
+
+@pytest.mark.parametrize("method", [*METHODS, "cam"])
+def test_zero_gradient_model_gives_finite_maps(method):
+    layers = keras.layers
+    inputs = keras.Input((8, 8, 1))
+    h = layers.Conv2D(2, 3, padding="same", name="conv")(inputs)
+    h = layers.GlobalAveragePooling2D(name="gap")(h)
+    model = keras.Model(inputs, layers.Dense(2, kernel_initializer="zeros", name="logits")(h))
+    x = np.random.default_rng(0).random((2, 8, 8, 1), dtype=np.float32)
+    maps = _run(method, model, x, 0) if method != "cam" else saliency.cam(model, x, 0)
+    assert maps.shape == (2, 8, 8)
+    assert np.isfinite(maps).all() and maps.min() >= 0.0 and maps.max() <= 1.0
+
+
+def test_class_index_int_equals_per_image_list():
+    model = _tiny_models()["functional"]
+    x = np.random.default_rng(0).random((3, 8, 8, 1), dtype=np.float32)
+    np.testing.assert_allclose(
+        saliency.gradient_saliency(model, x, 1), saliency.gradient_saliency(model, x, [1, 1, 1])
+    )
+    different = saliency.gradient_saliency(model, x, [0, 1, 2])
+    assert not np.allclose(different, saliency.gradient_saliency(model, x, 1))
+
+
+def test_error_paths():
+    model = _tiny_models()["functional"]
+    x = np.zeros((2, 8, 8, 1), np.float32)
+    with pytest.raises(
+        ValueError, match=r"layer_name must be one of.*'conv'.*Received: layer_name='nope'"
+    ):
+        saliency.grad_cam(model, x, 0, layer_name="nope")
+    with pytest.raises(ValueError, match="4-D feature maps"):
+        saliency.grad_cam(model, x, 0, layer_name="flatten")
+    with pytest.raises(ValueError, match="class_index must be in"):
+        saliency.gradient_saliency(model, x, 3)
+    with pytest.raises(ValueError, match="one integer per image"):
+        saliency.gradient_saliency(model, x, [0, 1, 2])
+    with pytest.raises(ValueError, match="batch of images"):
+        saliency.gradient_saliency(model, x[0], 0)
+    with pytest.raises(ValueError, match="GlobalAveragePooling2D"):
+        saliency.cam(model, x, 0)
+    with pytest.raises(ValueError, match="patch_size"):
+        saliency.occlusion(model, x, 0, patch_size=9)
+    with pytest.raises(ValueError, match="stride"):
+        saliency.occlusion(model, x, 0, stride=0)
+    with pytest.raises(ValueError, match="noise_level"):
+        saliency.smoothgrad(model, x, 0, noise_level=-1.0)
+    softmax = keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(2, activation="softmax"),
+        ]
+    )
+    with pytest.raises(ValueError, match="softmax"):
+        saliency.gradient_saliency(softmax, x, 0)
+
+
+def test_normalize_maps_handles_constant_maps():
+    maps = saliency.normalize_maps(np.zeros((2, 4, 4)))
+    assert np.isfinite(maps).all() and maps.max() == 0.0
+    scaled = saliency.normalize_maps(np.array([[[1.0, 3.0]]]), mode="minmax")
+    np.testing.assert_allclose(scaled, [[[0.0, 1.0]]])
