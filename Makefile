@@ -30,7 +30,7 @@ lab: setup
 
 # Unit tests and every notebook (nbval) in FAST mode, in one pytest run.
 test: setup
-	CNN_UTILS_FAST=1 MPLBACKEND=Agg $(BIN)/python -m pytest tests $(NOTEBOOKS) $(NBVAL)
+	CNN_UTILS_FAST=1 $(BIN)/python -m pytest tests $(NOTEBOOKS) $(NBVAL)
 
 test-unit: setup
 	CNN_UTILS_FAST=1 $(BIN)/python -m pytest tests

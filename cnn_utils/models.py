@@ -489,6 +489,56 @@ class TrainingProbe(keras.callbacks.Callback):
             self._measure()
 
 
+def train_classifier(
+    model: keras.Model,
+    dataset: data.Dataset,
+    *,
+    epochs: int,
+    batch_size: int = 64,
+    learning_rate: float = 1e-3,
+    verbose: int = 1,
+) -> tuple[dict[str, list[float]], float, float]:
+    """Compile and fit a logits classifier on a :class:`~cnn_utils.data.Dataset`, then test it.
+
+    Adam with a cosine-decayed learning rate (to 5 % of ``learning_rate``), cross-entropy from
+    logits, the dataset's validation split (if any) for validation curves.
+
+    Args:
+        model: A model that outputs logits.
+        dataset: The data; ``dataset.validation_data`` is used when present.
+        epochs: Training epochs.
+        batch_size: Mini-batch size.
+        learning_rate: Initial learning rate.
+        verbose: Keras' progress bar (1), one line per epoch (2) or silent (0).
+
+    Returns:
+        ``(history, seconds, test_accuracy)``: the per-epoch metrics as a dict of float lists,
+        the training time in seconds and the accuracy on ``dataset.x_test``.
+
+    Raises:
+        ValueError: A non-positive number of epochs or batch size.
+    """
+    for argname, value in (("epochs", epochs), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{argname} must be a positive integer. Received: {argname}={value!r}")
+    steps = -(-len(dataset.x_train) // batch_size) * epochs
+    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps, alpha=0.05)
+    compile_classifier(model, learning_rate=schedule)
+    start = time.perf_counter()
+    history = model.fit(
+        dataset.x_train,
+        dataset.y_train,
+        batch_size=batch_size,
+        epochs=epochs,
+        validation_data=dataset.validation_data,
+        verbose=verbose,
+    )
+    seconds = time.perf_counter() - start
+    _, accuracy = model.evaluate(dataset.x_test, dataset.y_test, batch_size=256, verbose=0)
+    metrics = {key: [float(v) for v in values] for key, values in history.history.items()}
+    return metrics, seconds, float(accuracy)
+
+
 # ---------------------------------------------------------------------------------------------
 # Trained course models, cached
 # ---------------------------------------------------------------------------------------------
@@ -681,30 +731,22 @@ def trained(
         seed=settings["seed"],
     )
     model = recipe["build"](ds.input_shape, ds.num_classes)
-    steps = -(-len(ds.x_train) // settings["batch_size"]) * settings["epochs"]
-    schedule = keras.optimizers.schedules.CosineDecay(
-        settings["learning_rate"], decay_steps=steps, alpha=0.05
-    )
-    compile_classifier(model, learning_rate=schedule)
     if verbose:
         print(
             f"Training {name!r} on {len(ds.x_train)} {dataset} images for "
             f"{settings['epochs']} epochs ({model.count_params():,} parameters)..."
         )
-    start = time.perf_counter()
-    history = model.fit(
-        ds.x_train,
-        ds.y_train,
-        batch_size=settings["batch_size"],
+    history, seconds, accuracy = train_classifier(
+        model,
+        ds,
         epochs=settings["epochs"],
-        validation_data=ds.validation_data,
+        batch_size=settings["batch_size"],
+        learning_rate=settings["learning_rate"],
         verbose=verbose,
     )
-    seconds = time.perf_counter() - start
-    _, accuracy = model.evaluate(ds.x_test, ds.y_test, batch_size=256, verbose=0)
     info = {
         **settings,
-        "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
+        "history": history,
         "train_seconds": seconds,
         "test_accuracy": float(accuracy),
         "params": int(model.count_params()),

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 
 def _as_images(images) -> np.ndarray:
@@ -87,8 +88,8 @@ def image_grid(
         else:
             ax.imshow(np.clip(image, 0.0, 1.0))
         if titles is not None:
-            color = None if title_colors is None else title_colors[index]
-            ax.set_title(str(titles[index]), fontsize=8, color=color)
+            style = {} if title_colors is None else {"color": title_colors[index]}
+            ax.set_title(str(titles[index]), fontsize=8, **style)
     if suptitle:
         fig.suptitle(suptitle)
     fig.tight_layout()
@@ -155,6 +156,7 @@ def plot_learning_curves(
                     color=color,
                     label=f"{prefix}validation",
                 )
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)

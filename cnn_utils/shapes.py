@@ -283,7 +283,7 @@ def shape_trace(model, batch_size: int | None = None):
         )
     rows = [
         {
-            "layer": tensor.name if hasattr(tensor, "name") else "input",
+            "layer": "input",
             "type": "Input",
             "output_shape": _format_shape(tensor.shape, batch_size),
             "params": 0,

@@ -140,3 +140,56 @@ def test_trained_settings_depend_on_mode(monkeypatch):
     assert fast["subset"] is not None and full["subset"] is None
     assert fast["epochs"] < full["epochs"]
     assert fast["path"] != full["path"]
+
+
+def test_train_classifier_learns_and_reports(monkeypatch):
+    from cnn_utils import config as cfg
+    from cnn_utils import data as data_mod
+
+    cfg.set_seed(0)
+    ds = data_mod.load_dataset("mnist", subset=600, test_subset=200, validation_split=0.2)
+    model = models.small_cnn(
+        filters=(8,), convs_per_stage=1, head="flatten", dropout=0.0, batch_norm=False
+    )
+    history, seconds, accuracy = models.train_classifier(
+        model, ds, epochs=2, batch_size=32, learning_rate=3e-3, verbose=0
+    )
+    assert set(history) >= {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert len(history["loss"]) == 2 and history["loss"][1] < history["loss"][0]
+    assert seconds > 0 and 0.2 < accuracy <= 1.0  # clearly better than chance (0.1)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"epochs": 0}, "epochs=0"), ({"epochs": 1, "batch_size": -2}, "batch_size=-2")],
+)
+def test_train_classifier_rejects_bad_sizes(kwargs, match):
+    from cnn_utils import data as data_mod
+
+    ds = data_mod.load_dataset("mnist", subset=20, test_subset=10)
+    with pytest.raises(ValueError, match=match):
+        models.train_classifier(models.small_cnn(filters=(4,)), ds, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"head": "attention"}, "head.*'attention'"),
+        ({"filters": ()}, "filters"),
+        ({"dropout": 1.0}, "dropout=1.0"),
+        ({"convs_per_stage": 0}, "convs_per_stage=0"),
+        ({"num_classes": 1}, "num_classes=1"),
+    ],
+)
+def test_small_cnn_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        models.small_cnn(**kwargs)
+
+
+def test_small_cnn_heads_and_names():
+    gap = models.small_cnn(filters=(8, 16), head="gap")
+    flat = models.small_cnn(filters=(8, 16), head="flatten", dense_units=32)
+    assert gap.output_shape == flat.output_shape == (None, 10)
+    assert gap.get_layer("conv2_2").filters == 16 and gap.get_layer("gap") is not None
+    assert flat.get_layer("fc").units == 32
+    assert gap.layers[-1].get_config()["activation"] == "linear"  # logits, no softmax
