@@ -12,7 +12,7 @@ FAST ?= 0
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 NBVAL := --nbval-lax --nbval-current-env --nbval-cell-timeout=1800 -p no:cacheprovider
 
-.PHONY: setup lab book test test-unit test-notebooks test-full lint format strip clean
+.PHONY: setup setup-gpu lab book test test-unit test-notebooks test-full lint format strip clean
 
 setup: $(STAMP)
 
@@ -24,6 +24,10 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m ipykernel install --user --name $(KERNEL_NAME) \
 		--display-name "Python (cnn-course)" >/dev/null
 	touch $(STAMP)
+
+# Linux + NVIDIA driver: TensorFlow's CUDA libraries from pip (the GPU runner uses this).
+setup-gpu: setup
+	$(BIN)/python -m pip install --quiet "tensorflow[and-cuda]==$$($(BIN)/python -c 'import tensorflow as tf; print(tf.__version__)')"
 
 lab: setup
 	$(BIN)/jupyter lab notebooks/
