@@ -256,6 +256,20 @@ def _format_shape(shape: object, batch_size: int | None) -> tuple:
     return dims
 
 
+def _model_inputs(model) -> list:
+    """Return the symbolic inputs of a built model, or raise a ValueError saying how to build it."""
+    try:
+        inputs = model.inputs
+    except (AttributeError, ValueError):
+        inputs = None
+    if not inputs:
+        raise ValueError(
+            f"model must be built with defined inputs (start it with keras.Input(shape=...)). "
+            f"Received: model={getattr(model, 'name', model)!r} with no inputs"
+        )
+    return inputs
+
+
 def shape_trace(model, batch_size: int | None = None):
     """Tabulate each layer of a built Keras model: name, type, output shape and parameters.
 
@@ -272,15 +286,7 @@ def shape_trace(model, batch_size: int | None = None):
     """
     import pandas as pd
 
-    try:
-        inputs = model.inputs
-    except (AttributeError, ValueError):
-        inputs = None
-    if not inputs:
-        raise ValueError(
-            f"model must be built with defined inputs (start it with keras.Input(shape=...)). "
-            f"Received: model={getattr(model, 'name', model)!r} with no inputs"
-        )
+    inputs = _model_inputs(model)
     rows = [
         {
             "layer": "input",
@@ -461,15 +467,7 @@ def mult_adds_table(model, *, detail: bool = False, include_pooling: bool = Fals
     """
     import pandas as pd
 
-    try:
-        inputs = model.inputs
-    except (AttributeError, ValueError):
-        inputs = None
-    if not inputs:
-        raise ValueError(
-            f"model must be built with defined inputs (start it with keras.Input(shape=...)). "
-            f"Received: model={getattr(model, 'name', model)!r} with no inputs"
-        )
+    _model_inputs(model)
     seen = _record_shapes(model, 1)
     rows = []
     for top in model.layers:
