@@ -171,6 +171,63 @@ def _logits(model, x: tf.Tensor) -> tf.Tensor:
     return tf.cast(model(x, training=False), tf.float32)
 
 
+# The gradient of the loss, one compiled function per model that the attack loop calls. It is
+# marked "_noinline" so that TensorFlow runs it as a function of its own instead of inlining it
+# into the body of the tf.while_loop: on CPU, oneDNN's graph rewrites (fused, blocked
+# convolutions) are applied to such a function but not to a while-loop body, which made every
+# step about 1.5x slower (benchmarks/attack_speed.py). Keyed weakly by the model.
+_GRADIENT_FNS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_GRADIENT_FNS_STRONG: dict = {}  # callables that cannot be weakly referenced
+
+
+def _model_ref(model) -> tuple[dict, Callable]:
+    """A per-model cache dict and a function returning the model (weakly held if possible)."""
+    try:
+        cache = _GRADIENT_FNS.setdefault(model, {})
+        return cache, weakref.ref(model)
+    except TypeError:
+        cache = _GRADIENT_FNS_STRONG.setdefault(id(model), {})
+        return cache, lambda: model
+
+
+def loss_gradient_fn(model: Callable) -> Callable:
+    """The compiled gradient of the summed cross-entropy with respect to the input, for ``model``.
+
+    Returns ``grad(x, labels)`` = ``d/dx sum_i CE(logits(x_i), labels_i)`` as float32 (zeros
+    when the logits do not depend on ``x``), with the model called with ``training=False`` and
+    the loss computed in float32. The function is created once per model and cached; it can be
+    called eagerly or from inside another ``tf.function`` (it is not inlined there, see the
+    comment in the source). :func:`perturb` uses it for every step.
+
+    Args:
+        model: A callable returning logits.
+
+    Returns:
+        A ``tf.function`` taking ``(x, labels)``: float inputs and int32 labels.
+    """
+    cache, ref = _model_ref(model)
+    fn = cache.get("gradient")
+    if fn is None:
+
+        def loss_gradient(x, labels):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                loss = tf.reduce_sum(
+                    tf.nn.sparse_softmax_cross_entropy_with_logits(
+                        labels=labels, logits=_logits(ref(), x)
+                    )
+                )
+            grad = tape.gradient(loss, x)
+            if grad is None:  # the output does not depend on the input at all
+                return tf.zeros_like(x)
+            return tf.cast(grad, tf.float32)
+
+        fn = cache["gradient"] = tf.function(
+            loss_gradient, reduce_retracing=True, experimental_attributes={"_noinline": True}
+        )
+    return fn
+
+
 def perturb(
     model: Callable,
     x: tf.Tensor,
@@ -204,8 +261,10 @@ def perturb(
     This function builds TensorFlow ops only: call it inside a ``tf.function`` (for example a
     Keras ``train_step``, also in a replica context of ``tf.distribute.MirroredStrategy``), or
     use :func:`fgsm`, :func:`pgd` and :func:`mim`, which validate their arguments and run a
-    compiled copy. It creates no variables; the loop is a ``tf.while_loop``; the model is
-    called with ``training=False`` (batch norm uses its moving statistics, dropout is off).
+    compiled copy. It creates no variables; the loop is a ``tf.while_loop`` whose body calls
+    the model's cached, non-inlined gradient function (:func:`loss_gradient_fn`; as fast as
+    separate compiled forward and backward passes on CPU); the model is called with
+    ``training=False`` (batch norm uses its moving statistics, dropout is off).
     The result is wrapped in ``tf.stop_gradient``, so it is a constant for any outer
     ``GradientTape``; still, call it before (outside) the tape that computes the training
     loss, so that the tape does not record the attack.
@@ -260,18 +319,10 @@ def perturb(
     if random_start:
         x_adv = tf.clip_by_value(x + random_in_ball(x, epsilon, norm, seed), lo, hi)
 
+    gradient = loss_gradient_fn(model)
+
     def body(i, x_adv, velocity):
-        with tf.GradientTape() as tape:
-            tape.watch(x_adv)
-            loss = tf.reduce_sum(
-                tf.nn.sparse_softmax_cross_entropy_with_logits(
-                    labels=labels, logits=_logits(model, x_adv)
-                )
-            )
-        grad = tape.gradient(loss, x_adv)
-        if grad is None:  # the output does not depend on the input at all
-            grad = tf.zeros_like(x_adv)
-        grad = tf.cast(grad, tf.float32)
+        grad = gradient(x_adv, labels)
         if targeted:
             grad = -grad
         if momentum:
@@ -294,22 +345,10 @@ def perturb(
 # Compiled copies of the core for the public attacks, one per model and per setting of the
 # Python-level switches (norm, targeted, random start, momentum, soft label). Every number is a
 # tensor argument, so calls with the same shapes reuse one trace; reduce_retracing generalises
-# the batch dimension after a second batch size. Keyed weakly by the model, which the traced
-# function reaches through a weak reference, so that a deleted model frees its traces.
-_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_COMPILED_STRONG: dict = {}  # callables that cannot be weakly referenced
-
-
+# the batch dimension after a second batch size. Cached beside the model's gradient function
+# (weakly keyed by the model, which the traced function reaches through a weak reference).
 def _compiled_for(model, switches: tuple) -> Callable:
-    try:
-        per_model = _COMPILED.setdefault(model, {})
-        ref = weakref.ref(model)
-    except TypeError:
-        per_model = _COMPILED_STRONG.setdefault(id(model), {})
-
-        def ref():
-            return model
-
+    per_model, ref = _model_ref(model)
     fn = per_model.get(switches)
     if fn is None:
         norm, targeted, random_start, momentum, soft_label = switches

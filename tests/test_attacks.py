@@ -200,7 +200,7 @@ def test_seed_determinism(model):
 
 
 def _trace_count(model):
-    return sum(f.experimental_get_tracing_count() for f in attacks._COMPILED[model].values())
+    return sum(f.experimental_get_tracing_count() for f in attacks._GRADIENT_FNS[model].values())
 
 
 def test_no_retracing_when_numbers_change(model):
