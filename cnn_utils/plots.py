@@ -380,3 +380,227 @@ def ablation_grid(
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def plot_accuracy_vs_epsilon(
+    epsilons: Sequence[float],
+    curves: Mapping[str, Sequence[float]],
+    *,
+    title: str | None = None,
+    xlabel: str = "ε",
+    ylabel: str = "accuracy",
+    ax=None,
+):
+    """Accuracy (or any rate) against the attack radius ε, one line per attack or model.
+
+    Args:
+        epsilons: The radii, shared by every curve.
+        curves: Mapping from a label to one value per epsilon (e.g.
+            ``table.to_dict("list")`` of :func:`cnn_utils.attacks.epsilon_sweep`).
+        title: Title of the axes.
+        xlabel: Label of the x axis.
+        ylabel: Label of the y axis.
+        ax: Axes to draw into (default: a new figure).
+
+    Returns:
+        The matplotlib Figure.
+
+    Raises:
+        ValueError: No curves, or a curve whose length differs from ``epsilons``.
+    """
+    eps = np.asarray(epsilons, dtype=float).reshape(-1)
+    if not curves:
+        raise ValueError("curves must hold at least one curve. Received: 0 curves")
+    for name, values in curves.items():
+        if len(values) != len(eps):
+            raise ValueError(
+                f"curve {name!r} must have one value per epsilon ({len(eps)}). "
+                f"Received: {len(values)}"
+            )
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(5, 3.4))
+    else:
+        fig = ax.figure
+    markers = "osd^vx*+"
+    for index, (name, values) in enumerate(curves.items()):
+        ax.plot(eps, values, marker=markers[index % len(markers)], ms=4, label=str(name))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_loss_surface(
+    alphas: Sequence[float],
+    betas: Sequence[float],
+    loss,
+    *,
+    pred=None,
+    true_label: int | None = None,
+    class_names: Sequence[str] | None = None,
+    xlabel: str = "α (along g)",
+    ylabel: str = "β (along g⊥)",
+    title: str | None = None,
+):
+    """A loss surface on a 2-D slice of input space: contour, 3-D surface, decision regions.
+
+    Args:
+        alphas: Coordinates along the first direction (columns of ``loss``).
+        betas: Coordinates along the second direction (rows of ``loss``).
+        loss: Array of shape (len(betas), len(alphas)).
+        pred: Optional predicted class at every grid point, same shape: adds a panel of
+            decision regions.
+        true_label: Class of the centre, marked in the decision-region legend.
+        class_names: Names of the classes for that legend.
+        xlabel: Label of the first direction.
+        ylabel: Label of the second direction.
+        title: Title of the figure.
+
+    Returns:
+        The matplotlib Figure (contour, 3-D surface, and decision regions if ``pred``).
+
+    Raises:
+        ValueError: Shapes that do not match.
+    """
+    a = np.asarray(alphas, dtype=float).reshape(-1)
+    b = np.asarray(betas, dtype=float).reshape(-1)
+    z = np.asarray(loss, dtype=float)
+    if z.shape != (len(b), len(a)):
+        raise ValueError(
+            f"loss must have shape (len(betas), len(alphas)) = {(len(b), len(a))}. "
+            f"Received: {z.shape}"
+        )
+    if pred is not None and np.shape(pred) != z.shape:
+        raise ValueError(f"pred must have shape {z.shape}. Received: {np.shape(pred)}")
+    grid_a, grid_b = np.meshgrid(a, b)
+    ncols = 3 if pred is not None else 2
+    fig = plt.figure(figsize=(4.6 * ncols, 3.8))
+    ax = fig.add_subplot(1, ncols, 1)
+    filled = ax.contourf(grid_a, grid_b, z, levels=20, cmap="viridis")
+    fig.colorbar(filled, ax=ax, label="loss")
+    ax.plot(0, 0, "r*", ms=10)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title("loss (contour)")
+    ax3 = fig.add_subplot(1, ncols, 2, projection="3d")
+    ax3.plot_surface(grid_a, grid_b, z, cmap="viridis", linewidth=0, antialiased=True)
+    ax3.set_xlabel(xlabel)
+    ax3.set_ylabel(ylabel)
+    ax3.set_zlabel("loss")
+    ax3.set_title("loss (3-D)")
+    if pred is not None:
+        labels = np.asarray(pred)
+        classes = np.unique(labels)
+        cmap = plt.get_cmap("tab10")
+        axp = fig.add_subplot(1, ncols, 3)
+        index = np.searchsorted(classes, labels)
+        colours = np.array([cmap(int(c) % 10) for c in classes])
+        axp.imshow(
+            colours[index],
+            origin="lower",
+            extent=(a[0], a[-1], b[0], b[-1]),
+            aspect="auto",
+            interpolation="nearest",
+        )
+        for c, colour in zip(classes, colours, strict=True):
+            name = class_names[int(c)] if class_names is not None else str(int(c))
+            if true_label is not None and int(c) == int(true_label):
+                name += " (true)"
+            axp.plot([], [], "s", color=colour, label=name)
+        axp.plot(0, 0, "k*", ms=10)
+        axp.legend(fontsize=7, loc="upper left", framealpha=0.8)
+        axp.set_xlabel(xlabel)
+        axp.set_ylabel(ylabel)
+        axp.set_title("decision regions")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_adversarial_examples(
+    clean,
+    adversarial,
+    *,
+    clean_titles: Sequence[str] | None = None,
+    adversarial_titles: Sequence[str] | None = None,
+    title_colors: Sequence[str] | None = None,
+    amplify: float | None = None,
+    cell_size: float = 1.7,
+    suptitle: str | None = None,
+):
+    """Three rows: clean images, adversarial images, and the perturbation, amplified.
+
+    The perturbation ``adversarial - clean`` is drawn with a diverging colour map centred on
+    zero (red up, blue down), scaled by ``amplify`` (default: so that the largest change of
+    each image fills the colour range).
+
+    Args:
+        clean: Clean images, (n, H, W), (n, H, W, 1) or (n, H, W, 3).
+        adversarial: Adversarial images, same shape.
+        clean_titles: One title per clean image (e.g. prediction and confidence).
+        adversarial_titles: One title per adversarial image.
+        title_colors: One colour per adversarial title (e.g. red when the attack succeeded).
+        amplify: Factor applied to the perturbation before display; the colour range is
+            [-1, 1] after it.
+        cell_size: Size of one cell in inches.
+        suptitle: Title of the figure.
+
+    Returns:
+        The matplotlib Figure.
+
+    Raises:
+        ValueError: Different shapes, or a number of titles that does not match.
+    """
+    x = _as_images(clean)
+    x_adv = _as_images(adversarial)
+    if x.shape != x_adv.shape:
+        raise ValueError(
+            f"clean and adversarial must have the same shape. Received: {x.shape} and {x_adv.shape}"
+        )
+    n = len(x)
+    for argname, values in (
+        ("clean_titles", clean_titles),
+        ("adversarial_titles", adversarial_titles),
+        ("title_colors", title_colors),
+    ):
+        if values is not None and len(values) != n:
+            raise ValueError(
+                f"{argname} must have one entry per image ({n}). Received: {len(values)}"
+            )
+    delta = x_adv - x
+    fig, axes = plt.subplots(
+        3, n, figsize=(cell_size * n, cell_size * 3 + (0.4 if suptitle else 0)), squeeze=False
+    )
+    row_names = ("clean", "adversarial", "perturbation")
+    for i in range(n):
+        for row, image in enumerate((x[i], x_adv[i])):
+            ax = axes[row, i]
+            if image.ndim == 2:
+                ax.imshow(image, cmap="gray", vmin=0.0, vmax=1.0)
+            else:
+                ax.imshow(np.clip(image, 0.0, 1.0))
+        d = delta[i] if delta[i].ndim == 2 else delta[i].mean(axis=-1)
+        scale = amplify if amplify is not None else 1.0 / max(float(np.abs(d).max()), 1e-12)
+        axes[2, i].imshow(d * scale, cmap="seismic", vmin=-1.0, vmax=1.0)
+        if clean_titles is not None:
+            axes[0, i].set_title(str(clean_titles[i]), fontsize=8)
+        if adversarial_titles is not None:
+            style = {} if title_colors is None else {"color": title_colors[i]}
+            axes[1, i].set_title(str(adversarial_titles[i]), fontsize=8, **style)
+        if amplify is not None:
+            axes[2, i].set_title(f"×{amplify:g}", fontsize=8)
+        for row in range(3):
+            axes[row, i].set_xticks([])
+            axes[row, i].set_yticks([])
+    for row, name in enumerate(row_names):
+        axes[row, 0].set_ylabel(name, fontsize=9)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
