@@ -70,7 +70,9 @@ class AdversarialModel(keras.Model):
        inference mode and outside the gradient tape;
     3. loss = ``clean_weight * mean l(f(x), y) + adversarial_weight * mean l(f(x_adv), y)``,
        both against the true labels (plus any regularisation losses, counted once); the clean
-       and adversarial halves go through the classifier as one batch in training mode;
+       and adversarial halves go through the classifier as one batch in training mode (with
+       ``clean_weight=0``, Madry et al.'s adversarial-only loss, only the adversarial half is
+       trained on, which saves a third of the work);
     4. one optimiser step.
 
     ``evaluate`` (and validation during ``fit``) attacks the true labels with the same attack
@@ -268,8 +270,24 @@ class AdversarialModel(keras.Model):
     def _halves(self, x, y, sample_weight, x_adv, training: bool):
         x = tf.cast(x, tf.float32)
         n = tf.shape(x)[0]
-        logits = self.classifier(tf.concat([x, x_adv], axis=0), training=training)
         y = tf.reshape(y, [-1])
+        if self.clean_weight == 0:
+            # Adversarial loss only (Madry et al. 2018): the clean logits are for the metric,
+            # computed in inference mode and without gradient.
+            clean = tf.stop_gradient(self.classifier(x, training=False))
+            adv = self.classifier(x_adv, training=training)
+            weights = None
+            if sample_weight is not None:
+                weights = self.adversarial_weight * tf.cast(
+                    tf.reshape(sample_weight, [-1]), tf.float32
+                )
+            elif self.adversarial_weight != 1:
+                weights = tf.fill([n], tf.cast(self.adversarial_weight, tf.float32))
+            loss = self._compute_loss(
+                x=None, y=y, y_pred=adv, sample_weight=weights, training=training
+            )
+            return clean, adv, loss
+        logits = self.classifier(tf.concat([x, x_adv], axis=0), training=training)
         y2 = tf.concat([y, y], axis=0)
         if sample_weight is None:
             sample_weight = tf.ones([n], tf.float32)
