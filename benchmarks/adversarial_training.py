@@ -125,6 +125,7 @@ def main() -> None:
     parser.add_argument("--restarts", type=int, default=2, help="extra PGD-50 random restarts")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="tiny run to check the script")
+    parser.add_argument("--save", type=Path, default=None, help="save the trained classifier")
     args = parser.parse_args()
 
     config.set_seed(args.seed)
@@ -166,6 +167,8 @@ def main() -> None:
         verbose=2,
     )
     train_seconds = time.perf_counter() - start
+    if args.save is not None:
+        classifier.save(args.save)  # reload with keras.models.load_model to attack it further
 
     x, y = ds.x_test, ds.y_test
     start = time.perf_counter()
