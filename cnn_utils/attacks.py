@@ -25,6 +25,7 @@ float32 even when the model runs under a float16 policy.
 
 from __future__ import annotations
 
+import functools
 import math
 import weakref
 from collections.abc import Callable, Mapping, Sequence
@@ -208,24 +209,28 @@ def loss_gradient_fn(model: Callable) -> Callable:
     cache, ref = _model_ref(model)
     fn = cache.get("gradient")
     if fn is None:
-
-        def loss_gradient(x, labels):
-            with tf.GradientTape() as tape:
-                tape.watch(x)
-                loss = tf.reduce_sum(
-                    tf.nn.sparse_softmax_cross_entropy_with_logits(
-                        labels=labels, logits=_logits(ref(), x)
-                    )
-                )
-            grad = tape.gradient(loss, x)
-            if grad is None:  # the output does not depend on the input at all
-                return tf.zeros_like(x)
-            return tf.cast(grad, tf.float32)
-
+        # A partial, not a closure: TensorFlow counts retracing per code object, and one
+        # closure per model would share the count (and warn about "retracing") across models.
         fn = cache["gradient"] = tf.function(
-            loss_gradient, reduce_retracing=True, experimental_attributes={"_noinline": True}
+            functools.partial(_loss_gradient, ref),
+            reduce_retracing=True,
+            experimental_attributes={"_noinline": True},
         )
     return fn
+
+
+def _loss_gradient(model_ref, x, labels):
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = tf.reduce_sum(
+            tf.nn.sparse_softmax_cross_entropy_with_logits(
+                labels=labels, logits=_logits(model_ref(), x)
+            )
+        )
+    grad = tape.gradient(loss, x)
+    if grad is None:  # the output does not depend on the input at all
+        return tf.zeros_like(x)
+    return tf.cast(grad, tf.float32)
 
 
 def perturb(
@@ -351,27 +356,29 @@ def _compiled_for(model, switches: tuple) -> Callable:
     per_model, ref = _model_ref(model)
     fn = per_model.get(switches)
     if fn is None:
-        norm, targeted, random_start, momentum, soft_label = switches
-
-        def attack_loop(x, y, epsilon, num_steps, step_size, decay, lo, hi, seed):
-            return perturb(
-                ref(),
-                x,
-                None if soft_label else y,
-                epsilon,
-                num_steps,
-                step_size,
-                norm=norm,
-                targeted=targeted,
-                random_start=random_start,
-                decay=decay if momentum else None,
-                clip_value_min=lo,
-                clip_value_max=hi,
-                seed=seed,
-            )
-
-        fn = per_model[switches] = tf.function(attack_loop, reduce_retracing=True)
+        fn = per_model[switches] = tf.function(
+            functools.partial(_attack_loop, ref, switches), reduce_retracing=True
+        )
     return fn
+
+
+def _attack_loop(model_ref, switches, x, y, epsilon, num_steps, step_size, decay, lo, hi, seed):
+    norm, targeted, random_start, momentum, soft_label = switches
+    return perturb(
+        model_ref(),
+        x,
+        None if soft_label else y,
+        epsilon,
+        num_steps,
+        step_size,
+        norm=norm,
+        targeted=targeted,
+        random_start=random_start,
+        decay=decay if momentum else None,
+        clip_value_min=lo,
+        clip_value_max=hi,
+        seed=seed,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -877,6 +884,34 @@ def predict_labels(model: Callable, x, batch_size: int = 256) -> np.ndarray:
         for i in range(0, len(x), batch_size)
     ]
     return np.concatenate(out).astype(np.int64) if out else np.zeros(0, np.int64)
+
+
+def predict_with_confidence(
+    model: Callable, x, batch_size: int = 256
+) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted class and its softmax probability for every example, in batches.
+
+    Args:
+        model: Keras model or callable returning logits.
+        x: Inputs, shape (n, ...).
+        batch_size: Examples per forward pass.
+
+    Returns:
+        ``(labels, confidences)``: int64 and float32 numpy arrays of shape (n,).
+
+    Raises:
+        ValueError: A non-positive ``batch_size``.
+    """
+    batch_size = _check_batch_size(batch_size)
+    x = np.asarray(x, dtype=np.float32) if not isinstance(x, tf.Tensor) else x
+    probs = [
+        np.asarray(tf.nn.softmax(_logits(model, x[i : i + batch_size])))
+        for i in range(0, len(x), batch_size)
+    ]
+    if not probs:
+        return np.zeros(0, np.int64), np.zeros(0, np.float32)
+    probs = np.concatenate(probs)
+    return probs.argmax(-1).astype(np.int64), probs.max(-1).astype(np.float32)
 
 
 def _check_batch_size(batch_size) -> int:

@@ -212,11 +212,32 @@ def test_no_retracing_when_numbers_change(model):
     assert _trace_count(model) == before
 
 
+def test_no_retracing_warning_across_models_and_settings(caplog):
+    zoo = [tiny_model(seed) for seed in range(3)]
+    x, y = images(), labels()
+    with caplog.at_level("WARNING", logger="tensorflow"):
+        for net in zoo:
+            for attack in (attacks.fgsm, attacks.pgd, attacks.mim):
+                for targeted in (False, True):
+                    _call(attack, net, x, y, 0.1, targeted=targeted)
+                    _call(attack, net, x[:5], y[:5], 0.1, targeted=targeted)
+    assert not [r for r in caplog.records if "retracing" in r.getMessage()]
+
+
 def test_mim_without_momentum_is_pgd_without_random_start(model):
     x, y = images(), labels()
     a = attacks.mim(model, x, y, 0.1, num_steps=4, step_size=0.02, decay=0.0).numpy()
     b = attacks.pgd(model, x, y, 0.1, num_steps=4, step_size=0.02, random_start=False).numpy()
     np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_predict_with_confidence(model):
+    x = images()
+    labels_, confidences = attacks.predict_with_confidence(model, x, batch_size=5)
+    probabilities = keras.ops.convert_to_numpy(keras.ops.softmax(model(x)))
+    np.testing.assert_array_equal(labels_, probabilities.argmax(-1))
+    np.testing.assert_allclose(confidences, probabilities.max(-1), rtol=1e-5)
+    np.testing.assert_array_equal(attacks.predict_labels(model, x, batch_size=3), labels_)
 
 
 def test_soft_label_attacks_the_prediction(model):
