@@ -174,9 +174,9 @@ def _logits(model, x: tf.Tensor) -> tf.Tensor:
 
 # The gradient of the loss, one compiled function per model that the attack loop calls. It is
 # marked "_noinline" so that TensorFlow runs it as a function of its own instead of inlining it
-# into the body of the tf.while_loop: on CPU, oneDNN's graph rewrites (fused, blocked
-# convolutions) are applied to such a function but not to a while-loop body, which made every
-# step about 1.5x slower (benchmarks/attack_speed.py). Keyed weakly by the model.
+# into the body of the tf.while_loop: inlined, every step was about 1.5x slower on CPU, a gap
+# that vanishes with TF_ENABLE_ONEDNN_OPTS=0, so a while-loop body apparently misses oneDNN's
+# graph rewrites that a function of its own gets (benchmarks/README.md). Keyed weakly by model.
 _GRADIENT_FNS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _GRADIENT_FNS_STRONG: dict = {}  # callables that cannot be weakly referenced
 
@@ -276,7 +276,19 @@ def perturb(
 
     Nothing is checked here: pass a valid ``norm`` (Python string), non-negative epsilon,
     positive step size and ``num_steps >= 1``, integer labels in ``[0, num_classes)`` and
-    ``x`` inside the clip range.
+    ``x`` inside the clip range. Called eagerly it also works, one step at a time.
+
+    Example, adversarial training (checked under ``MirroredStrategy`` on two logical CPUs
+    with each kind of ``seed``)::
+
+        def train_step(self, data):  # in a keras.Model subclass wrapping `self.inner`
+            x, y = data
+            x_adv = attacks.perturb(
+                self.inner, x, None, 0.3, 10, 0.075, random_start=True, seed=self.generator
+            )  # self.generator = tf.random.Generator.from_seed(0), made in __init__
+            with tf.GradientTape() as tape:
+                loss = ...  # clean loss + adversarial loss on x_adv, with training=True
+            ...
 
     Args:
         model: A callable ``model(x, training=False)`` returning logits, shape
