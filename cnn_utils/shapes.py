@@ -256,6 +256,12 @@ def _format_shape(shape: object, batch_size: int | None) -> tuple:
     return dims
 
 
+def _input_name(tensor) -> str:
+    """The name given to ``keras.Input(name=...)``, or ``"input"`` for Keras' generated names."""
+    name = str(getattr(tensor, "name", "") or "")
+    return "input" if not name or name.startswith("keras_tensor") else name
+
+
 def _model_inputs(model) -> list:
     """Return the symbolic inputs of a built model, or raise a ValueError saying how to build it."""
     try:
@@ -289,7 +295,7 @@ def shape_trace(model, batch_size: int | None = None):
     inputs = _model_inputs(model)
     rows = [
         {
-            "layer": "input",
+            "layer": _input_name(tensor),
             "type": "Input",
             "output_shape": _format_shape(tensor.shape, batch_size),
             "params": 0,
