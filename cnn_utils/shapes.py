@@ -256,6 +256,18 @@ def _format_shape(shape: object, batch_size: int | None) -> tuple:
     return dims
 
 
+def _layer_row(layer, batch_size: int | None) -> dict:
+    """One row of a model table: the layer's name, type, output shape(s) and parameters."""
+    output = layer.output
+    shape = [t.shape for t in output] if isinstance(output, (list, tuple)) else output.shape
+    return {
+        "layer": layer.name,
+        "type": type(layer).__name__,
+        "output_shape": _format_shape(shape, batch_size),
+        "params": int(layer.count_params()),
+    }
+
+
 def _input_name(tensor) -> str:
     """The name given to ``keras.Input(name=...)``, or ``"input"`` for Keras' generated names."""
     name = str(getattr(tensor, "name", "") or "")
@@ -305,16 +317,7 @@ def shape_trace(model, batch_size: int | None = None):
     for layer in model.layers:
         if type(layer).__name__ == "InputLayer":
             continue
-        output = layer.output
-        shape = [t.shape for t in output] if isinstance(output, (list, tuple)) else output.shape
-        rows.append(
-            {
-                "layer": layer.name,
-                "type": type(layer).__name__,
-                "output_shape": _format_shape(shape, batch_size),
-                "params": int(layer.count_params()),
-            }
-        )
+        rows.append(_layer_row(layer, batch_size))
     table = pd.DataFrame(rows, columns=["layer", "type", "output_shape", "params"])
     table.attrs["total_params"] = int(model.count_params())
     return table
@@ -500,14 +503,9 @@ def mult_adds_table(model, *, detail: bool = False, include_pooling: bool = Fals
         if detail:
             rows.extend(leaf_rows)
             continue
-        output = top.output
-        shape = [t.shape for t in output] if isinstance(output, (list, tuple)) else output.shape
         rows.append(
             {
-                "layer": top.name,
-                "type": type(top).__name__,
-                "output_shape": _format_shape(shape, 1),
-                "params": int(top.count_params()),
+                **_layer_row(top, 1),
                 "mult_adds": int(sum(row["mult_adds"] for row in leaf_rows)),
             }
         )
