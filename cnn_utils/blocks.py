@@ -19,11 +19,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-
-def _positive_int(argname: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"{argname} must be a positive integer. Received: {argname}={value!r}")
-    return int(value)
+from cnn_utils.shapes import _positive_int
 
 
 def _pair(argname: str, value: object) -> tuple[int, int]:
