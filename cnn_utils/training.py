@@ -1,0 +1,417 @@
+"""Training recipes and the trained-model cache: train a model once, reuse the ``.keras`` file.
+
+:func:`cached_model` is the generic cache: it builds a model, derives a key from the model's
+own architecture (``keras.saving.serialize_keras_object``, nested blocks included) and the
+training settings, and either loads the cached ``.keras`` file or trains the model and saves
+it. Any change to an architecture or a recipe changes the key, so a stale model is never
+loaded; there is no version number to remember.
+
+The cache survives ordinary accidents. Files are written to temporary names in the cache
+folder and renamed into place; the JSON sidecar records the SHA-256 of the ``.keras`` file, so
+a truncated, emptied or overwritten model or sidecar (or a process killed between the two
+renames) is detected on load and the model is trained again with a one-line warning. A lock
+file beside the model makes a second process wait for the first one's training and then load
+its result; a cache folder that cannot be written is reported before any training starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import re
+import secrets
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import keras
+
+from cnn_utils import _checks, config
+
+try:  # POSIX; elsewhere the atomic renames alone keep the cache valid.
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
+
+_FORMAT = 1  # layout of the JSON sidecar
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_TEMPORARY = re.compile(r"^(?P<stem>.+)\.tmp-(?P<pid>\d+)-[0-9a-f]+\.(?:keras|json)$")
+_STALE_SECONDS = 3600.0  # a temporary file this old belongs to no running save
+
+
+class CacheWarning(UserWarning):
+    """A cached model file was unusable (truncated, corrupt, incomplete) and is rebuilt."""
+
+
+# ---------------------------------------------------------------------------------------------
+# The cache key: the model's own architecture and the training settings
+# ---------------------------------------------------------------------------------------------
+
+
+def _snake_case(name: str) -> str:
+    """Keras' rule for default layer names (``Conv2D`` -> ``conv2d``, ``ReLU`` -> ``re_lu``)."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    name = re.sub("([a-z])([A-Z])", r"\1_\2", name)
+    return name.lower()
+
+
+def _auto_names(tree, found: dict[str, str]) -> None:
+    """Collect the default names Keras gave (``dense_3``), in order, as canonical ``dense~k``."""
+    if isinstance(tree, dict):
+        inner = tree.get("config")
+        if isinstance(tree.get("class_name"), str) and isinstance(inner, dict):
+            name = inner.get("name")
+            base = _snake_case(tree["class_name"])
+            if isinstance(name, str) and re.fullmatch(rf"{re.escape(base)}(_\d+)?", name):
+                if name not in found:
+                    count = sum(1 for value in found.values() if value.startswith(f"{base}~"))
+                    found[name] = f"{base}~{count}"
+        for value in tree.values():
+            _auto_names(value, found)
+    elif isinstance(tree, list):
+        for value in tree:
+            _auto_names(value, found)
+
+
+def _rename(tree, names: dict[str, str]):
+    if isinstance(tree, dict):
+        return {key: _rename(value, names) for key, value in tree.items()}
+    if isinstance(tree, list):
+        return [_rename(value, names) for value in tree]
+    if isinstance(tree, str):
+        return names.get(tree, tree)
+    return tree
+
+
+def architecture(model: keras.Model) -> dict:
+    """The model's architecture as a JSON-able dict, independent of Keras' name counters.
+
+    This is ``keras.saving.serialize_keras_object(model)`` (what a ``.keras`` file stores as
+    its ``config.json``: every layer's configuration, nested blocks included, and the compile
+    configuration if the model is compiled), with the names Keras generates (``dense_3``,
+    ``sequential_7``, which depend on how many layers the session made before) replaced by
+    canonical ones (``dense~0``), so that the same code gives the same architecture in any
+    session.
+
+    Args:
+        model: A Keras model.
+
+    Returns:
+        A dict of plain JSON values.
+    """
+    serialized = json.loads(json.dumps(keras.saving.serialize_keras_object(model)))
+    names: dict[str, str] = {}
+    _auto_names(serialized, names)
+    return _rename(serialized, names)
+
+
+def _canonical_json(value, what: str, allow_nan: bool = False) -> str:
+    try:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=allow_nan)
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            f"{what} must hold only JSON values (str, int, float, bool, None, lists and dicts "
+            f"with string keys). Received: {what}={value!r} ({error})"
+        ) from None
+
+
+def cache_key(model: keras.Model, settings: dict) -> str:
+    """The cache key of a model and its training settings: a SHA-256 hex digest.
+
+    Args:
+        model: The (untrained) model, as the recipe builds it.
+        settings: A JSON-able dict of every training setting.
+
+    Returns:
+        The 64-character SHA-256 of the canonical JSON of :func:`architecture` and
+        ``settings``.
+    """
+    text = _canonical_json({"architecture": architecture(model), "settings": settings}, "settings")
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# Files: the folder, temporaries, the lock, loading and saving
+# ---------------------------------------------------------------------------------------------
+
+
+def _not_writable(folder: Path, name: str, error: OSError) -> PermissionError:
+    return PermissionError(
+        f"The model cache folder {folder} is not writable ({error.strerror or error}), so "
+        f"{name!r} cannot be trained and cached there. Set the environment variable "
+        "CNN_UTILS_CACHE to a writable folder, e.g. os.environ['CNN_UTILS_CACHE'] = "
+        "'/tmp/cnn_utils' (read on every call), or make the folder writable."
+    )
+
+
+def _cache_folder(name: str) -> Path:
+    try:
+        return config.cache_dir(create=True)
+    except OSError as error:
+        raise _not_writable(config.cache_dir(create=False), name, error) from error
+
+
+def _writable(folder: Path) -> OSError | None:
+    """Create and delete a file in ``folder``; return the error if that is impossible."""
+    try:
+        handle, probe = tempfile.mkstemp(dir=folder, prefix=".write-test-")
+    except OSError as error:
+        if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            return error
+        raise
+    os.close(handle)
+    os.unlink(probe)
+    return None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _clean_temporaries(folder: Path, stem: str) -> None:
+    """Delete temporary files of interrupted saves.
+
+    Every temporary of ``stem`` is stale while the caller holds its lock (only the lock holder
+    writes them); other temporaries are stale when their process is gone or after an hour.
+    """
+    now = time.time()
+    for path in folder.glob("*.tmp-*"):
+        match = _TEMPORARY.match(path.name)
+        if match is None:
+            continue
+        pid = int(match["pid"])
+        try:
+            if match["stem"] == stem:
+                stale = True
+            elif pid == os.getpid():
+                stale = False  # a save of this process (another thread, another model)
+            else:
+                stale = not _pid_alive(pid) or now - path.stat().st_mtime > _STALE_SECONDS
+            if stale:
+                path.unlink()
+        except FileNotFoundError:
+            pass
+
+
+@contextlib.contextmanager
+def _locked(lock_path: Path, verbose: int, name: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``lock_path`` (created if needed) for the ``with`` body."""
+    handle = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if verbose:
+                    print(f"Waiting for another process that is training {name!r}...")
+                fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(handle)  # releases the lock
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb+") as stream:
+        os.fsync(stream.fileno())
+
+
+def _read_record(sidecar: Path, key: str) -> tuple[dict | None, str]:
+    """The sidecar's record if it is complete and belongs to ``key``; else ``None`` and why."""
+    try:
+        record = json.loads(sidecar.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None, f"its sidecar {sidecar.name} is missing"
+    except (ValueError, UnicodeDecodeError):
+        return None, f"its sidecar {sidecar.name} is empty, truncated or not JSON"
+    if (
+        not isinstance(record, dict)
+        or record.get("format") != _FORMAT
+        or not isinstance(record.get("info"), dict)
+        or not isinstance(record.get("sha256"), str)
+    ):
+        return None, f"its sidecar {sidecar.name} is not a cache record"
+    if record.get("key") != key:
+        return None, f"its sidecar {sidecar.name} belongs to another model"
+    return record, ""
+
+
+def _load(path: Path, sidecar: Path, key: str) -> tuple[keras.Model, dict] | None:
+    """Load a cached model and its info, or return ``None`` (with a warning if files exist)."""
+    if not path.exists() and not sidecar.exists():
+        return None
+    record, problem = _read_record(sidecar, key)
+    model = None
+    if record is not None:
+        if not path.exists():
+            problem = "the .keras file is missing"
+        elif _sha256(path) != record["sha256"]:
+            problem = "the .keras file is truncated or was overwritten (checksum mismatch)"
+        else:
+            try:
+                model = keras.models.load_model(path)
+            except Exception as error:  # noqa: BLE001 - any failure means "rebuild"
+                first_line = str(error).strip().splitlines()[0][:160] if str(error) else ""
+                problem = f"Keras could not load it: {type(error).__name__}: {first_line}"
+    if model is None:
+        warnings.warn(
+            f"Cached model {path} is unusable ({problem}); training it again.",
+            CacheWarning,
+            stacklevel=3,
+        )
+        return None
+    info = dict(record["info"])
+    info["path"] = str(path)  # the folder may have moved since the model was saved
+    return model, info
+
+
+def _save(model: keras.Model, info: dict, key: str, path: Path, sidecar: Path) -> None:
+    """Write the model and its sidecar to temporaries, then rename them into place."""
+    token = f"{os.getpid()}-{secrets.token_hex(4)}"
+    tmp_model = path.with_name(f"{path.stem}.tmp-{token}.keras")
+    tmp_sidecar = path.with_name(f"{path.stem}.tmp-{token}.json")
+    try:
+        model.save(tmp_model)
+        _fsync(tmp_model)
+        record = {"format": _FORMAT, "key": key, "sha256": _sha256(tmp_model), "info": info}
+        with open(tmp_sidecar, "w", encoding="utf-8") as stream:
+            json.dump(record, stream, indent=1)
+            stream.flush()
+            os.fsync(stream.fileno())
+        # The sidecar is renamed last: until then no complete (record, model) pair exists.
+        os.replace(tmp_model, path)
+        os.replace(tmp_sidecar, sidecar)
+    finally:
+        for leftover in (tmp_model, tmp_sidecar):
+            leftover.unlink(missing_ok=True)
+
+
+def _file_stem(name: str, settings: dict, key: str) -> str:
+    dataset = settings.get("dataset")
+    parts = [name]
+    if isinstance(dataset, str) and _NAME.match(dataset):
+        parts.append(dataset)
+    parts.append(key[:16])
+    return "-".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------
+# The generic cache
+# ---------------------------------------------------------------------------------------------
+
+
+def cached_model(
+    name: str,
+    build: Callable[[], keras.Model],
+    fit: Callable[[keras.Model], dict],
+    settings: dict,
+    *,
+    verbose: int = 1,
+    return_info: bool = False,
+):
+    """Return a trained model, training it on first use and caching it as a ``.keras`` file.
+
+    The model is seeded (``settings["seed"]``, default :data:`cnn_utils.config.DEFAULT_SEED`)
+    and built (cheap); the key is :func:`cache_key` of its architecture and ``settings``, the
+    file ``<name>-<dataset>-<digest>.keras`` in :func:`cnn_utils.config.cache_dir`, with a JSON
+    sidecar holding the info. When both files are present and valid (the sidecar's checksum
+    matches the model file) the model is loaded; otherwise ``fit(model)`` trains it in place
+    and the files are written atomically. A damaged cache entry is rebuilt with a
+    :class:`CacheWarning`; a second process asking for the same model waits for the first one
+    and loads its file.
+
+    Args:
+        name: Readable start of the file name (letters, digits, ``_``, ``.``, ``-``).
+        build: Returns the untrained model (called once per call, so keep it cheap).
+        fit: Trains the model in place and returns a JSON-able dict of information (history,
+            training time, test accuracy...).
+        settings: A JSON-able dict of every training setting (dataset, epochs, subset, seed,
+            optimiser settings...): anything that changes the trained weights.
+        verbose: 1 prints whether the model was loaded or trained and where it is cached;
+            0 is silent (``fit`` has its own verbosity).
+        return_info: Also return the info dict.
+
+    Returns:
+        The trained model; with ``return_info`` a pair ``(model, info)`` where ``info`` holds
+        ``name``, the settings, what ``fit`` returned, ``params``, ``key``, ``path`` and
+        ``from_cache``.
+
+    Raises:
+        ValueError: A bad name, a non-callable ``build`` or ``fit``, settings or a ``fit``
+            result that are not JSON-able, or ``build`` not returning a Keras model.
+        PermissionError: The cache folder cannot be written and holds no valid copy (raised
+            before training; the message names the folder and ``CNN_UTILS_CACHE``).
+    """
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ValueError(
+            "name must be a non-empty string of letters, digits, '_', '.' and '-' (it starts "
+            f"the file name). Received: name={name!r}"
+        )
+    for argname, value in (("build", build), ("fit", fit)):
+        if not callable(value):
+            raise ValueError(f"{argname} must be callable. Received: {argname}={value!r}")
+    if not isinstance(settings, dict):
+        raise ValueError(f"settings must be a dict. Received: settings={settings!r}")
+    settings = json.loads(_canonical_json(settings, "settings"))
+    verbose = _checks.integer("verbose", verbose, minimum=0)
+    return_info = _checks.flag("return_info", return_info)
+    seed = _checks.integer("settings['seed']", settings.get("seed", config.DEFAULT_SEED), minimum=0)
+
+    folder = _cache_folder(name)
+    config.set_seed(seed)
+    model = build()
+    if not isinstance(model, keras.Model):
+        raise ValueError(f"build must return a keras.Model. Received: {model!r}")
+    key = cache_key(model, settings)
+    stem = _file_stem(name, settings, key)
+    path = folder / f"{stem}.keras"
+    sidecar = path.with_suffix(".json")
+
+    problem = _writable(folder)
+    if problem is not None:  # a read-only cache still serves the models it holds
+        loaded = _load(path, sidecar, key)
+        if loaded is None:
+            raise _not_writable(folder, name, problem)
+        return _finish(*loaded, from_cache=True, verbose=verbose, return_info=return_info)
+
+    with _locked(folder / f"{stem}.lock", verbose, name):
+        _clean_temporaries(folder, stem)
+        loaded = _load(path, sidecar, key)
+        if loaded is not None:
+            return _finish(*loaded, from_cache=True, verbose=verbose, return_info=return_info)
+        result = fit(model)
+        if not isinstance(result, dict):
+            raise ValueError(f"fit must return a dict of information. Received: {result!r}")
+        info = {"name": name, **settings, **result}
+        info.update(params=int(model.count_params()), key=key, path=str(path))
+        info = json.loads(_canonical_json(info, "fit's result", allow_nan=True))
+        _save(model, info, key, path, sidecar)
+    return _finish(model, info, from_cache=False, verbose=verbose, return_info=return_info)
+
+
+def _finish(model, info: dict, *, from_cache: bool, verbose: int, return_info: bool):
+    info = {**info, "from_cache": from_cache}
+    if verbose:
+        verb = "Loaded" if from_cache else "Cached"
+        where = "from the cache" if from_cache else "in"
+        print(f"{verb} {info['name']!r} {where}: {info['path']}")
+    return (model, info) if return_info else model
