@@ -10,6 +10,7 @@ STAMP := $(VENV)/.installed
 KERNEL_NAME := cnn-course
 FAST ?= 0
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+SOLUTIONS := $(sort $(wildcard notebooks/solutions/[0-9][0-9]_*_solutions.ipynb))
 NBVAL := --nbval-lax --nbval-current-env --nbval-cell-timeout=1800 -p no:cacheprovider
 
 .PHONY: setup setup-gpu lab book test test-unit test-notebooks test-full lint format strip clean
@@ -32,19 +33,19 @@ setup-gpu: setup
 lab: setup
 	$(BIN)/jupyter lab notebooks/
 
-# Unit tests and every notebook (nbval) in FAST mode, in one pytest run.
+# Unit tests, every notebook and every solutions notebook (nbval) in FAST mode, in one run.
 test: setup
-	CNN_UTILS_FAST=1 $(BIN)/python -m pytest tests $(NOTEBOOKS) $(NBVAL)
+	CNN_UTILS_FAST=1 $(BIN)/python -m pytest tests $(NOTEBOOKS) $(SOLUTIONS) $(NBVAL)
 
 test-unit: setup
 	CNN_UTILS_FAST=1 $(BIN)/python -m pytest tests
 
 test-notebooks: setup
-	CNN_UTILS_FAST=1 $(BIN)/python -m pytest $(NOTEBOOKS) $(NBVAL)
+	CNN_UTILS_FAST=1 $(BIN)/python -m pytest $(NOTEBOOKS) $(SOLUTIONS) $(NBVAL)
 
 # Full mode: full datasets and epochs. Meant for the GPU runner (hours on a laptop CPU).
 test-full: setup
-	CNN_UTILS_FAST=0 $(BIN)/python -m pytest tests $(NOTEBOOKS) $(NBVAL)
+	CNN_UTILS_FAST=0 $(BIN)/python -m pytest tests $(NOTEBOOKS) $(SOLUTIONS) $(NBVAL)
 
 # Execute every notebook into build/ (executed .ipynb + HTML) and write build/index.html.
 book: setup
@@ -65,7 +66,7 @@ format: setup
 
 # Remove outputs and execution counts before committing a notebook.
 strip: setup
-	$(BIN)/jupyter nbconvert --clear-output --inplace $(NOTEBOOKS)
+	$(BIN)/jupyter nbconvert --clear-output --inplace $(NOTEBOOKS) $(SOLUTIONS)
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache .hypothesis

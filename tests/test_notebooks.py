@@ -8,6 +8,17 @@ import pytest
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
+SOLUTIONS = sorted((NOTEBOOK_DIR / "solutions").glob("*.ipynb"))
+ALL = NOTEBOOKS + SOLUTIONS
+CHECK_CALL = re.compile(r"\bex(\d\d)\.([a-z_0-9]+)\(")
+
+
+def _cells(path):
+    return json.loads(path.read_text(encoding="utf-8"))["cells"]
+
+
+def _source(cell):
+    return "".join(cell["source"])
 
 
 def test_notebooks_exist_in_lecture_order():
@@ -18,21 +29,45 @@ def test_notebooks_exist_in_lecture_order():
     assert numbers == list(range(1, len(numbers) + 1)), names
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", ALL, ids=lambda p: p.name)
 def test_notebook_is_stored_stripped(path):
-    notebook = json.loads(path.read_text(encoding="utf-8"))
     dirty = [
         index
-        for index, cell in enumerate(notebook["cells"])
+        for index, cell in enumerate(_cells(path))
         if cell["cell_type"] == "code" and (cell.get("outputs") or cell.get("execution_count"))
     ]
     assert not dirty, f"{path.name}: cells {dirty} have stored outputs; run `make strip`"
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", ALL, ids=lambda p: p.name)
 def test_notebook_has_no_absolute_paths(path):
-    text = "".join(
-        "".join(cell["source"]) for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]
-    )
+    text = "".join(_source(cell) for cell in _cells(path))
     found = re.findall(r"(?:/home/|/Users/|/work/|/root/|[A-Z]:\\\\)\S*", text)
     assert not found, f"{path.name} uses absolute paths: {found}"
+
+
+def _exercise_notebooks():
+    return [p for p in NOTEBOOKS if any(_source(c).startswith("## Exercises") for c in _cells(p))]
+
+
+@pytest.mark.parametrize("path", _exercise_notebooks(), ids=lambda p: p.name)
+def test_exercises_have_skeletons_checks_and_proven_solutions(path):
+    cells = _cells(path)
+    start = next(i for i, c in enumerate(cells) if _source(c).startswith("## Exercises"))
+    section = cells[start:]
+    headings = [c for c in section if re.match(r"### Exercise \d+\.\d+", _source(c))]
+    assert len(headings) >= 4, f"{path.name}: {len(headings)} exercises, at least 4 expected"
+    tags = [c.get("metadata", {}).get("tags", []) for c in section]
+    skeletons = [i for i, t in enumerate(tags) if "exercise" in t]
+    assert len(skeletons) >= len(headings), f"{path.name}: an exercise has no skeleton cell"
+    for i in skeletons:  # every skeleton is followed by its check
+        assert "check" in tags[i + 1], f"{path.name}: skeleton without a check cell after it"
+        assert CHECK_CALL.search(_source(section[i + 1])), _source(section[i + 1])
+    student_checks = {m.group(0) for c in section for m in CHECK_CALL.finditer(_source(c))}
+    solution = NOTEBOOK_DIR / "solutions" / f"{path.stem}_solutions.ipynb"
+    assert solution.exists(), f"{path.name}: no solutions notebook {solution.name}"
+    solved = "".join(_source(c) for c in _cells(solution))
+    missing = {call for call in student_checks if call not in solved}
+    assert not missing, f"{solution.name} does not prove the checks {sorted(missing)}"
+    asserted = re.findall(r"assert ex\d\d\.[a-z_0-9]+\(.*\)\.correct", solved, flags=re.S)
+    assert len(asserted) >= len(student_checks), f"{solution.name}: checks must be asserted"
