@@ -40,6 +40,7 @@ class _Spec:
     files: tuple[str, ...]  # paths below $KERAS_HOME that Keras reads
     origin: str
     class_names: tuple[str, ...]
+    image_shape: tuple[int, int, int]  # (H, W, C) of one image, as load_dataset returns it
 
 
 _FMNIST_FILES = (
@@ -55,18 +56,21 @@ DATASETS: dict[str, _Spec] = {
         files=tuple(f"datasets/fashion-mnist/{name}" for name in _FMNIST_FILES),
         origin="https://storage.googleapis.com/tensorflow/tf-keras-datasets/",
         class_names=FASHION_MNIST_CLASSES,
+        image_shape=(28, 28, 1),
     ),
     "mnist": _Spec(
         module="mnist",
         files=("datasets/mnist.npz",),
         origin="https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz",
         class_names=MNIST_CLASSES,
+        image_shape=(28, 28, 1),
     ),
     "cifar10": _Spec(
         module="cifar10",
         files=("datasets/cifar-10-batches-py-target",),
         origin="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
         class_names=CIFAR10_CLASSES,
+        image_shape=(32, 32, 3),
     ),
 }
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import keras
 
-from cnn_utils import _checks, config
+from cnn_utils import _checks, config, data, models
 
 try:  # POSIX; elsewhere the atomic renames alone keep the cache valid.
     import fcntl
@@ -89,6 +89,17 @@ def _rename(tree, names: dict[str, str]):
     return tree
 
 
+def _without_default_names(tree):
+    """Replace Keras' generated names (``dense_3``, ``adam_2``) by canonical ones (``dense~0``).
+
+    Generated names depend on how many objects of the class the session made before, not on
+    the architecture; names a builder chose (``"conv1"``) are kept.
+    """
+    names: dict[str, str] = {}
+    _auto_names(tree, names)
+    return _rename(tree, names)
+
+
 def architecture(model: keras.Model) -> dict:
     """The model's architecture as a JSON-able dict, independent of Keras' name counters.
 
@@ -105,10 +116,9 @@ def architecture(model: keras.Model) -> dict:
     Returns:
         A dict of plain JSON values.
     """
-    serialized = json.loads(json.dumps(keras.saving.serialize_keras_object(model)))
-    names: dict[str, str] = {}
-    _auto_names(serialized, names)
-    return _rename(serialized, names)
+    return _without_default_names(
+        json.loads(json.dumps(keras.saving.serialize_keras_object(model)))
+    )
 
 
 def _canonical_json(value, what: str, allow_nan: bool = False) -> str:
@@ -129,10 +139,12 @@ def cache_key(model: keras.Model, settings: dict) -> str:
         settings: A JSON-able dict of every training setting.
 
     Returns:
-        The 64-character SHA-256 of the canonical JSON of :func:`architecture` and
-        ``settings``.
+        The 64-character SHA-256 of the canonical JSON (sorted keys) of :func:`architecture`
+        and ``settings``, Keras' generated names (an optimizer's ``adam_2``) made canonical.
     """
-    text = _canonical_json({"architecture": architecture(model), "settings": settings}, "settings")
+    text = _canonical_json(settings, "settings")  # checks that settings are JSON-able
+    payload = {"architecture": architecture(model), "settings": json.loads(text)}
+    text = _canonical_json(_without_default_names(payload), "settings")
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -415,3 +427,408 @@ def _finish(model, info: dict, *, from_cache: bool, verbose: int, return_info: b
         where = "from the cache" if from_cache else "in"
         print(f"{verb} {info['name']!r} {where}: {info['path']}")
     return (model, info) if return_info else model
+
+
+# ---------------------------------------------------------------------------------------------
+# Compiling and training a classifier
+# ---------------------------------------------------------------------------------------------
+
+
+def compile_classifier(
+    model: keras.Model,
+    learning_rate: float | keras.optimizers.schedules.LearningRateSchedule = 1e-3,
+) -> keras.Model:
+    """Compile a logits classifier with Adam, cross-entropy from logits and accuracy.
+
+    Args:
+        model: A model that outputs logits.
+        learning_rate: Adam's learning rate, a positive float or a Keras schedule.
+
+    Returns:
+        The same model, compiled.
+
+    Raises:
+        ValueError: ``model`` is not a Keras model, or a bad learning rate.
+    """
+    if not isinstance(model, keras.Model):
+        raise ValueError(f"model must be a keras.Model. Received: model={model!r}")
+    if not isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule):
+        learning_rate = _checks.number("learning_rate", learning_rate, positive=True)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    )
+    return model
+
+
+def cosine_schedule(
+    learning_rate: float, decay_steps: int
+) -> keras.optimizers.schedules.CosineDecay:
+    """The course's learning-rate schedule: cosine decay to 5 % of ``learning_rate``.
+
+    Args:
+        learning_rate: Initial learning rate (> 0).
+        decay_steps: Training steps over which it decays.
+
+    Returns:
+        A ``keras.optimizers.schedules.CosineDecay``.
+    """
+    learning_rate = _checks.number("learning_rate", learning_rate, positive=True)
+    decay_steps = _checks.positive_int("decay_steps", decay_steps)
+    return keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps, alpha=0.05)
+
+
+def train_classifier(
+    model: keras.Model,
+    dataset: data.Dataset,
+    *,
+    epochs: int,
+    batch_size: int = 64,
+    learning_rate: float = 1e-3,
+    verbose: int = 1,
+) -> tuple[dict[str, list[float]], float, float]:
+    """Compile and fit a logits classifier on a :class:`~cnn_utils.data.Dataset`, then test it.
+
+    Adam with a cosine-decayed learning rate (:func:`cosine_schedule`, to 5 % of
+    ``learning_rate``), cross-entropy from logits, the dataset's validation split (if any) for
+    validation curves.
+
+    Args:
+        model: A model that outputs logits.
+        dataset: The data; ``dataset.validation_data`` is used when present.
+        epochs: Training epochs.
+        batch_size: Mini-batch size.
+        learning_rate: Initial learning rate.
+        verbose: Keras' progress bar (1), one line per epoch (2) or silent (0).
+
+    Returns:
+        ``(history, seconds, test_accuracy)``: the per-epoch metrics as a dict of float lists,
+        the training time in seconds and the accuracy on ``dataset.x_test``.
+
+    Raises:
+        ValueError: A non-positive number of epochs, batch size or learning rate, a dataset
+            that is not a :class:`~cnn_utils.data.Dataset`, or a bad ``verbose``.
+    """
+    epochs = _checks.positive_int("epochs", epochs)
+    batch_size = _checks.batch_size(batch_size)
+    verbose = _checks.one_of("verbose", verbose, (0, 1, 2))
+    if not isinstance(dataset, data.Dataset):
+        raise ValueError(
+            f"dataset must be a cnn_utils.data.Dataset (data.load_dataset). Received: {dataset!r}"
+        )
+    steps = -(-len(dataset.x_train) // batch_size) * epochs
+    compile_classifier(model, learning_rate=cosine_schedule(learning_rate, steps))
+    start = time.perf_counter()
+    history = model.fit(
+        dataset.x_train,
+        dataset.y_train,
+        batch_size=batch_size,
+        epochs=epochs,
+        validation_data=dataset.validation_data,
+        verbose=verbose,
+    )
+    seconds = time.perf_counter() - start
+    _, accuracy = model.evaluate(dataset.x_test, dataset.y_test, batch_size=256, verbose=0)
+    metrics = {key: [float(v) for v in values] for key, values in history.history.items()}
+    return metrics, seconds, float(accuracy)
+
+
+# ---------------------------------------------------------------------------------------------
+# Gradient norms during training: the degradation experiment (He et al. 2015, Section 4.1)
+# ---------------------------------------------------------------------------------------------
+
+
+def _loss_and_gradients(model: keras.Model, x, y, variables, training: bool):
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        logits = model(x, training=training)
+        loss = keras.ops.mean(
+            keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
+        )
+    return float(loss), tape.gradient(loss, variables)
+
+
+def gradient_norms(model: keras.Model, x, y, *, training: bool = True) -> dict[str, float]:
+    """L2 norm of the loss gradient with respect to each kernel (Conv2D and Dense weights).
+
+    Kernels come in the model's weight order (input side first, blocks included), so plotting
+    the values against their index shows how the gradient signal fades (or not) with depth.
+
+    Args:
+        model: A model that outputs logits.
+        x: A batch of images.
+        y: Their integer labels.
+        training: Run the forward pass in training mode (batch statistics in BN).
+
+    Returns:
+        A dict from the kernel's path (``"res2/res2_block1/res2_block1_conv1/kernel"``) to the
+        norm of its gradient of the mean cross-entropy.
+
+    Raises:
+        ValueError: Non-finite images, labels that are not integer class labels of the model,
+            a model that returns probabilities, or a non-boolean ``training``.
+    """
+    training = _checks.flag("training", training)
+    x = _checks.images(x)
+    num_classes = _checks.logits_model(model, x)
+    y = _checks.labels(y, int(x.shape[0]), num_classes)
+    kernels = [w for w in model.trainable_weights if w.path.endswith("/kernel")]
+    _, grads = _loss_and_gradients(model, x, y, kernels, training)
+    return {
+        w.path: float(keras.ops.norm(keras.ops.reshape(g, (-1,))))
+        for w, g in zip(kernels, grads, strict=True)
+    }
+
+
+class TrainingProbe(keras.callbacks.Callback):
+    """Record the loss and one layer's gradient norm on a fixed batch every few steps.
+
+    Used to compare a plain network with its residual twin (He et al. 2015, Section 4.1):
+    ``steps``, ``losses`` and ``grad_norms`` are filled during ``fit`` (and once before it
+    starts), measured in training mode on the same probe batch.
+
+    Args:
+        x: Probe images.
+        y: Probe labels (integers, one per image).
+        layer_name: The layer whose kernel gradient is measured (default ``"conv1"``).
+        every: Measure every this many training steps.
+
+    Raises:
+        ValueError: Non-finite images, labels that do not match them, a non-positive
+            ``every``; at the start of training, a layer name the model does not have.
+    """
+
+    def __init__(self, x, y, layer_name: str = "conv1", every: int = 10):
+        super().__init__()
+        self.every = _checks.positive_int("every", every)
+        if not isinstance(layer_name, str):
+            raise ValueError(f"layer_name must be a string. Received: layer_name={layer_name!r}")
+        self.x = _checks.images(x)
+        self.y = _checks.labels(y, int(self.x.shape[0]))
+        self.layer_name = layer_name
+        self.steps: list[int] = []
+        self.losses: list[float] = []
+        self.grad_norms: list[float] = []
+        self._step = 0
+
+    def _measure(self) -> None:
+        kernel = self.model.get_layer(self.layer_name).kernel
+        loss, (grad,) = _loss_and_gradients(self.model, self.x, self.y, [kernel], True)
+        self.steps.append(self._step)
+        self.losses.append(loss)
+        self.grad_norms.append(float(keras.ops.norm(keras.ops.reshape(grad, (-1,)))))
+
+    def on_train_begin(self, logs=None):
+        """Measure once before training."""
+        if not self.steps:
+            self._measure()
+
+    def on_train_batch_end(self, batch, logs=None):
+        """Measure every ``every`` steps."""
+        self._step += 1
+        if self._step % self.every == 0:
+            self._measure()
+
+
+# ---------------------------------------------------------------------------------------------
+# The trained course models
+# ---------------------------------------------------------------------------------------------
+
+
+def _recipes() -> dict[str, dict]:
+    """The course models that :func:`trained` knows: builder, data sizes and schedule.
+
+    ``build(input_shape, num_classes)`` makes the model; its architecture enters the cache key
+    through :func:`cache_key`, so editing a builder here (or in :mod:`cnn_utils.models`)
+    retrains the model on its next use.
+    """
+    return {
+        "small_cnn": {
+            "build": lambda shape, n: models.small_cnn(
+                shape,
+                n,
+                filters=(32, 64, 128),
+                convs_per_stage=1,
+                head="flatten",
+                dropout=0.2,
+                name="small_cnn",
+            ),  # fmt: skip
+            "fast": (30_000, 2),
+            "full": (None, 15),
+            "batch_size": 64,
+            "learning_rate": 1e-3,
+            "validation_split": 0.1,
+        },
+        "resnet": {
+            "build": lambda shape, n: models.resnet(
+                shape, n, widths=(16, 32, 64), num_residuals=2, stem="small", name="resnet14"
+            ),
+            "fast": (16_000, 3),
+            "full": (None, 15),
+            "batch_size": 64,
+            "learning_rate": 2e-3,
+            "validation_split": 0.0,
+        },
+        "googlenet": {
+            "build": lambda shape, n: models.googlenet(
+                shape,
+                n,
+                width=0.25,
+                stem="small",
+                batch_norm=True,
+                dropout=0.2,
+                name="googlenet_small",
+            ),  # fmt: skip
+            "fast": (6_000, 2),
+            "full": (None, 12),
+            "batch_size": 64,
+            "learning_rate": 2e-3,
+            "validation_split": 0.0,
+        },
+    }
+
+
+TRAINED_MODELS = tuple(_recipes())
+"""Names that :func:`trained` accepts."""
+
+
+def _plan(name, dataset, epochs, subset, test_subset, seed) -> tuple[dict, Callable]:
+    """The training settings of a course model and the function that builds it."""
+    recipes = _recipes()
+    _checks.one_of("name", name, TRAINED_MODELS)
+    _checks.one_of("dataset", dataset, tuple(data.DATASETS))
+    recipe = recipes[name]
+    default_subset, default_epochs = config.by_mode(fast=recipe["fast"], full=recipe["full"])
+    epochs = _checks.positive_int("epochs", default_epochs if epochs is None else epochs)
+    subset = default_subset if subset is None else _checks.positive_int("subset", subset)
+    if test_subset is not None:
+        test_subset = _checks.positive_int("test_subset", test_subset)
+    seed = _checks.integer("seed", seed, minimum=0)
+    settings = {
+        "dataset": dataset,
+        "epochs": epochs,
+        "subset": subset,
+        "test_subset": test_subset,
+        "validation_split": recipe["validation_split"],
+        "seed": seed,
+        "batch_size": recipe["batch_size"],
+        "learning_rate": recipe["learning_rate"],
+        # The optimiser as train_classifier builds it (decay_steps follows from the sizes).
+        "optimizer": keras.saving.serialize_keras_object(
+            keras.optimizers.Adam(cosine_schedule(recipe["learning_rate"], 1))
+        ),
+    }
+    spec = data.DATASETS[dataset]
+    return settings, lambda: recipe["build"](spec.image_shape, len(spec.class_names))
+
+
+def trained_settings(
+    name: str,
+    dataset: str = "fashion_mnist",
+    *,
+    epochs: int | None = None,
+    subset: int | None = None,
+    test_subset: int | None = None,
+    seed: int = config.DEFAULT_SEED,
+) -> dict:
+    """The settings that :func:`trained` trains ``name`` with, and the file it caches it in.
+
+    Args:
+        name: One of :data:`TRAINED_MODELS`.
+        dataset: A dataset name of :mod:`cnn_utils.data`.
+        epochs: Training epochs; ``None`` takes the recipe's (fewer in FAST mode).
+        subset: Training examples; ``None`` takes the recipe's (a subset in FAST mode, all
+            otherwise).
+        test_subset: Test examples for the reported accuracy; ``None`` uses the whole test set.
+        seed: Seed of the weights, the subset and the shuffling.
+
+    Returns:
+        A dict with ``name``, ``dataset``, ``epochs``, ``subset``, ``test_subset``,
+        ``validation_split``, ``seed``, ``batch_size``, ``learning_rate``, ``optimizer``,
+        ``key`` and ``path`` (the ``.keras`` file in :func:`cnn_utils.config.cache_dir`).
+
+    Raises:
+        ValueError: An unknown name or dataset, or non-positive sizes.
+    """
+    settings, build = _plan(name, dataset, epochs, subset, test_subset, seed)
+    key = cache_key(build(), settings)
+    path = config.cache_dir(create=False) / f"{_file_stem(name, settings, key)}.keras"
+    return {"name": name, **settings, "key": key, "path": str(path)}
+
+
+def trained(
+    name: str,
+    dataset: str = "fashion_mnist",
+    *,
+    epochs: int | None = None,
+    subset: int | None = None,
+    test_subset: int | None = None,
+    seed: int = config.DEFAULT_SEED,
+    verbose: int = 1,
+    return_info: bool = False,
+):
+    """Return a trained course model, training it on first use and caching it as ``.keras``.
+
+    The cache is :func:`cached_model`: the key covers the model's architecture and every
+    training setting (:func:`trained_settings`), so a second call with the same settings loads
+    the file in seconds, FAST and full mode never share a file, and any change to a recipe
+    trains the model again. Training is :func:`train_classifier` (Adam with a cosine-decayed
+    learning rate, cross-entropy from logits); the JSON file beside the model keeps the
+    history, the training time and the test accuracy.
+
+    Models: ``"small_cnn"`` (notebook 01's :func:`~cnn_utils.models.small_cnn`: three
+    one-convolution stages, Flatten + Dense head, 10 % of the training set held out for
+    validation curves), ``"resnet"`` (a narrow 14-layer :func:`~cnn_utils.models.resnet` for
+    28x28 images), ``"googlenet"`` (:func:`~cnn_utils.models.googlenet` with the small stem,
+    a quarter of the width and batch norm).
+
+    Args:
+        name: One of :data:`TRAINED_MODELS`.
+        dataset: A dataset name of :mod:`cnn_utils.data` (default Fashion-MNIST).
+        epochs: Training epochs; ``None`` takes the recipe's (fewer in FAST mode).
+        subset: Training examples; ``None`` takes the recipe's (a subset in FAST mode).
+        test_subset: Test examples for the reported accuracy; ``None`` uses all.
+        seed: Seed of the weights, the subset and the shuffling.
+        verbose: 1 prints what happens and Keras' progress bar; 0 is silent.
+        return_info: Also return the info dict.
+
+    Returns:
+        The trained, compiled model (outputs logits); with ``return_info`` a pair
+        ``(model, info)`` where ``info`` holds the settings, ``key``, ``path``, ``history``,
+        ``train_seconds``, ``test_accuracy``, ``params`` and ``from_cache``.
+
+    Raises:
+        ValueError: An unknown name or dataset, or bad sizes.
+        PermissionError: The cache folder is not writable (before any training).
+    """
+    settings, build = _plan(name, dataset, epochs, subset, test_subset, seed)
+    verbose = _checks.one_of("verbose", verbose, (0, 1, 2))
+
+    def fit(model: keras.Model) -> dict:
+        ds = data.load_dataset(
+            dataset,
+            subset=settings["subset"],
+            test_subset=settings["test_subset"],
+            validation_split=settings["validation_split"],
+            seed=settings["seed"],
+        )
+        if verbose:
+            print(
+                f"Training {name!r} on {len(ds.x_train)} {dataset} images for "
+                f"{settings['epochs']} epochs ({model.count_params():,} parameters)..."
+            )
+        history, seconds, accuracy = train_classifier(
+            model,
+            ds,
+            epochs=settings["epochs"],
+            batch_size=settings["batch_size"],
+            learning_rate=settings["learning_rate"],
+            verbose=verbose,
+        )
+        if verbose:
+            print(f"Test accuracy {accuracy:.4f} after {seconds:.1f} s.")
+        return {"history": history, "train_seconds": seconds, "test_accuracy": accuracy}
+
+    return cached_model(name, build, fit, settings, verbose=verbose, return_info=return_info)

@@ -1,5 +1,3 @@
-import time
-
 import keras
 import numpy as np
 import pytest
@@ -82,93 +80,11 @@ def test_model_save_round_trip(tmp_path):
         (lambda: models.resnet18(num_classes=1), "num_classes=1"),
         (lambda: models.googlenet(width=0), "width=0"),
         (lambda: models.googlenet(dropout=1.0), "dropout=1.0"),
-        (lambda: models.trained("vgg"), "name.*'vgg'"),
-        (lambda: models.trained("resnet", "imagenet"), "dataset.*'imagenet'"),
-        (lambda: models.trained("resnet", epochs=0), "epochs=0"),
     ],
 )
 def test_invalid_arguments(factory, match):
     with pytest.raises(ValueError, match=match):
         factory()
-
-
-def test_gradient_norms_and_probe():
-    model = models.resnet(widths=(4,), num_residuals=1)
-    models.compile_classifier(model)
-    x = np.random.default_rng(0).random((16, 28, 28, 1), dtype=np.float32)
-    y = np.arange(16) % 10
-    norms = models.gradient_norms(model, x, y)
-    assert list(norms)[0] == "conv1/kernel"
-    assert all(np.isfinite(v) and v > 0 for v in norms.values())
-    probe = models.TrainingProbe(x, y, every=2)
-    model.fit(x, y, batch_size=4, epochs=1, verbose=0, callbacks=[probe])
-    assert probe.steps == [0, 2, 4]
-    assert len(probe.losses) == len(probe.grad_norms) == 3
-
-
-def test_trained_caches_and_second_call_loads(monkeypatch, capsys):
-    settings = {"subset": 300, "epochs": 1, "test_subset": 200}
-    model, info = models.trained("small_cnn", verbose=0, return_info=True, **settings)
-    assert capsys.readouterr().out == ""  # verbose=0 is silent
-    path = models.trained_settings("small_cnn", **settings)["path"]
-    assert info["path"] == path and info["from_cache"] is False
-    assert path.endswith(".keras") and "small_cnn-fashion_mnist-e1-n300-s42" in path
-    assert 0.0 <= info["test_accuracy"] <= 1.0 and info["params"] == model.count_params()
-
-    def no_fit(*args, **kwargs):
-        raise AssertionError("the cached model must not be trained again")
-
-    monkeypatch.setattr(keras.Model, "fit", no_fit)
-    start = time.perf_counter()
-    again, info2 = models.trained("small_cnn", verbose=1, return_info=True, **settings)
-    assert time.perf_counter() - start < 10
-    assert info2["from_cache"] is True and info2["test_accuracy"] == info["test_accuracy"]
-    assert "Loaded" in capsys.readouterr().out
-    x = np.random.default_rng(0).random((2, 28, 28, 1), dtype=np.float32)
-    np.testing.assert_allclose(model(x), again(x), atol=1e-6)
-    other = models.trained_settings("small_cnn", subset=300, epochs=2, test_subset=200)
-    assert other["path"] != path
-
-
-def test_trained_settings_depend_on_mode(monkeypatch):
-    from cnn_utils import config
-
-    monkeypatch.setattr(config, "FAST", True)
-    fast = models.trained_settings("resnet")
-    monkeypatch.setattr(config, "FAST", False)
-    full = models.trained_settings("resnet")
-    assert fast["subset"] is not None and full["subset"] is None
-    assert fast["epochs"] < full["epochs"]
-    assert fast["path"] != full["path"]
-
-
-def test_train_classifier_learns_and_reports(monkeypatch):
-    from cnn_utils import config as cfg
-    from cnn_utils import data as data_mod
-
-    cfg.set_seed(0)
-    ds = data_mod.load_dataset("mnist", subset=600, test_subset=200, validation_split=0.2)
-    model = models.small_cnn(
-        filters=(8,), convs_per_stage=1, head="flatten", dropout=0.0, batch_norm=False
-    )
-    history, seconds, accuracy = models.train_classifier(
-        model, ds, epochs=2, batch_size=32, learning_rate=3e-3, verbose=0
-    )
-    assert set(history) >= {"loss", "accuracy", "val_loss", "val_accuracy"}
-    assert len(history["loss"]) == 2 and history["loss"][1] < history["loss"][0]
-    assert seconds > 0 and 0.2 < accuracy <= 1.0  # clearly better than chance (0.1)
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "match"),
-    [({"epochs": 0}, "epochs=0"), ({"epochs": 1, "batch_size": -2}, "batch_size=-2")],
-)
-def test_train_classifier_rejects_bad_sizes(kwargs, match):
-    from cnn_utils import data as data_mod
-
-    ds = data_mod.load_dataset("mnist", subset=20, test_subset=10)
-    with pytest.raises(ValueError, match=match):
-        models.train_classifier(models.small_cnn(filters=(4,)), ds, **kwargs)
 
 
 @pytest.mark.parametrize(
@@ -193,3 +109,15 @@ def test_small_cnn_heads_and_names():
     assert gap.get_layer("conv2_2").filters == 16 and gap.get_layer("gap") is not None
     assert flat.get_layer("fc").units == 32
     assert gap.layers[-1].get_config()["activation"] == "linear"  # logits, no softmax
+
+
+def test_training_names_stay_importable_from_models():
+    from cnn_utils import training
+    from cnn_utils.models import trained
+
+    assert trained is training.trained
+    for name in models._FROM_TRAINING:
+        assert getattr(models, name) is getattr(training, name)
+        assert name in dir(models)
+    with pytest.raises(AttributeError, match="no_such_thing"):
+        models.no_such_thing  # noqa: B018
