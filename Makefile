@@ -11,9 +11,10 @@ KERNEL_NAME := cnn-course
 FAST ?= 0
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 SOLUTIONS := $(sort $(wildcard notebooks/solutions/[0-9][0-9]_*_solutions.ipynb))
+MATHJAX_URL := mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe
 NBVAL := --nbval-lax --nbval-current-env --nbval-cell-timeout=1800 -p no:cacheprovider
 
-.PHONY: setup setup-gpu lab book test test-unit test-notebooks test-full lint format strip clean
+.PHONY: setup setup-gpu lab book slides test test-unit test-notebooks test-full lint format strip clean
 
 setup: $(STAMP)
 
@@ -30,8 +31,9 @@ $(STAMP): requirements.txt pyproject.toml
 setup-gpu: setup
 	$(BIN)/python -m pip install --quiet "tensorflow[and-cuda]==$$($(BIN)/python -c 'import tensorflow as tf; print(tf.__version__)')"
 
+# --allow-root when run as root (containers, cloud VMs), where Jupyter refuses to start otherwise.
 lab: setup
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab notebooks/ $$(test "$$(id -u)" = 0 && echo --allow-root)
 
 # Unit tests, every notebook and every solutions notebook (nbval) in FAST mode, in one run.
 test: setup
@@ -48,15 +50,35 @@ test-full: setup
 	CNN_UTILS_FAST=0 $(BIN)/python -m pytest tests $(NOTEBOOKS) $(SOLUTIONS) $(NBVAL)
 
 # Execute every notebook into build/ (executed .ipynb + HTML) and write build/index.html.
+# Progress bars are stored as one line per epoch; math (MathJax) is copied next to the pages,
+# so the book reads offline.
 book: setup
 	mkdir -p build
 	set -e; for nb in $(NOTEBOOKS); do \
 		echo "== $$nb (CNN_UTILS_FAST=$(FAST))"; \
 		CNN_UTILS_FAST=$(FAST) $(BIN)/jupyter nbconvert --to notebook --execute \
 			--ExecutePreprocessor.timeout=-1 --output-dir build "$$nb"; \
-		$(BIN)/jupyter nbconvert --to html --output-dir build "build/$$(basename $$nb)"; \
+		$(BIN)/python tools/book_tools.py clean-progress "build/$$(basename $$nb)"; \
+		$(BIN)/jupyter nbconvert --to html --HTMLExporter.mathjax_url="$(MATHJAX_URL)" \
+			--output-dir build "build/$$(basename $$nb)"; \
 	done
+	$(BIN)/python tools/book_tools.py check-progress $(addprefix build/,$(notdir $(NOTEBOOKS)))
+	$(BIN)/python tools/book_tools.py assets build
 	$(BIN)/python tools/book_index.py build $(NOTEBOOKS)
+
+# reveal.js slides of the executed notebooks (run `make book` first, or this executes them),
+# offline: reveal.js and MathJax are copied next to them. Present live with RISE in JupyterLab.
+slides: setup
+	mkdir -p build/slides
+	set -e; for nb in $(NOTEBOOKS); do \
+		test -f "build/$$(basename $$nb)" || { CNN_UTILS_FAST=$(FAST) $(BIN)/jupyter nbconvert \
+			--to notebook --execute --ExecutePreprocessor.timeout=-1 --output-dir build "$$nb" \
+			&& $(BIN)/python tools/book_tools.py clean-progress "build/$$(basename $$nb)"; }; \
+		$(BIN)/jupyter nbconvert --to slides --SlidesExporter.reveal_url_prefix=reveal.js \
+			--SlidesExporter.reveal_theme=white --HTMLExporter.mathjax_url="$(MATHJAX_URL)" \
+			--output-dir build/slides "build/$$(basename $$nb)"; \
+	done
+	$(BIN)/python tools/book_tools.py assets build/slides
 
 lint: setup
 	$(BIN)/ruff check .

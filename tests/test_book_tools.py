@@ -1,0 +1,70 @@
+"""Tests of tools/book_tools.py: progress output collapsed to one line per epoch."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+TOOLS = Path(__file__).resolve().parent.parent / "tools"
+spec = importlib.util.spec_from_file_location("book_tools", TOOLS / "book_tools.py")
+book_tools = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(book_tools)
+
+
+def keras_progbar_text(epochs=2, steps=50):
+    """What Keras 3's dynamic progress bar writes to a notebook: backspaces, returns."""
+    text, width = "", 0
+    for epoch in range(1, epochs + 1):
+        text += f"Epoch {epoch}/{epochs}\n"
+        width = 0
+        for step in range(1, steps + 1):
+            bar = f"{step:>3}/{steps} ━━━━━━━━━━ 0s 3ms/step - accuracy: 0.{step:04d} - loss: 1.0"
+            text += "\b" * width + "\r" + bar
+            width = len(bar)
+        text += "\n"
+    return text
+
+
+def test_render_terminal_applies_returns_and_backspaces():
+    assert book_tools.render_terminal("abc\rX") == "Xbc"
+    assert book_tools.render_terminal("abc\b\bZ") == "aZc"
+    assert book_tools.render_terminal("one\ntwo\r2") == "one\n2wo"
+
+
+def test_progress_collapses_to_one_line_per_epoch():
+    clean = book_tools.collapse_progress(keras_progbar_text(epochs=3, steps=40))
+    lines = [line for line in clean.split("\n") if line]
+    assert len(lines) == 6  # "Epoch k/3" and the final bar of each epoch
+    assert lines[1].startswith(" 40/40") and "accuracy: 0.0040" in lines[1]
+    assert "\b" not in clean and "\r" not in clean
+
+
+def test_plain_text_is_kept():
+    text = "Training 'small_cnn'...\n12/40 is not a bar\nTest accuracy 0.87\n"
+    assert book_tools.collapse_progress(text) == text
+
+
+@pytest.mark.parametrize("dirty", [True, False])
+def test_clean_and_check_executed_notebook(tmp_path, dirty):
+    notebook = {
+        "cells": [
+            {
+                "cell_type": "code",
+                "source": "",
+                "metadata": {},
+                "outputs": [
+                    {"output_type": "stream", "name": "stdout", "text": keras_progbar_text()}
+                ],
+            }
+        ]
+    }
+    path = tmp_path / "nb.ipynb"
+    path.write_text(json.dumps(notebook))
+    assert book_tools.progress_problems(path)  # per-step progress is found
+    if not dirty:
+        assert book_tools.clean_progress(path) > 0
+        assert book_tools.progress_problems(path) == []
+        assert book_tools.main(["check-progress", str(path)]) == 0
+    else:
+        assert book_tools.main(["check-progress", str(path)]) == 1
