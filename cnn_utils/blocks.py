@@ -19,10 +19,11 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from cnn_utils.shapes import _positive_int
+from cnn_utils import _checks
 
 
-def _pair(argname: str, value: object) -> tuple[int, int]:
+def _branch_filters(argname: str, value: object) -> tuple[int, int]:
+    """The ``(reduce, out)`` filters of an Inception branch: two positive integers."""
     if (
         not isinstance(value, (tuple, list))
         or len(value) != 2
@@ -36,9 +37,7 @@ def _pair(argname: str, value: object) -> tuple[int, int]:
 
 
 def _momentum(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise ValueError(f"bn_momentum must be in [0, 1). Received: bn_momentum={value!r}")
-    return float(value)
+    return _checks.number("bn_momentum", value, minimum=0.0, below=1.0)
 
 
 @keras.saving.register_keras_serializable(package="cnn_utils")
@@ -68,7 +67,8 @@ class Residual(layers.Layer):
         **kwargs: Passed to ``keras.layers.Layer`` (``name``, ``dtype``...).
 
     Raises:
-        ValueError: A non-positive ``num_channels`` or ``strides``, or a bad momentum.
+        ValueError: A non-positive ``num_channels`` or ``strides``, a bad momentum, or a flag
+            that is not a boolean (``use_skip="no"``).
     """
 
     def __init__(
@@ -83,11 +83,11 @@ class Residual(layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.num_channels = _positive_int("num_channels", num_channels)
-        self.use_1x1conv = bool(use_1x1conv)
-        self.strides = _positive_int("strides", strides)
-        self.use_skip = bool(use_skip)
-        self.batch_norm = bool(batch_norm)
+        self.num_channels = _checks.positive_int("num_channels", num_channels)
+        self.use_1x1conv = _checks.flag("use_1x1conv", use_1x1conv)
+        self.strides = _checks.positive_int("strides", strides)
+        self.use_skip = _checks.flag("use_skip", use_skip)
+        self.batch_norm = _checks.flag("batch_norm", batch_norm)
         self.bn_momentum = _momentum(bn_momentum)
         name = self.name
         self.conv1 = layers.Conv2D(
@@ -174,7 +174,8 @@ class ResnetBlock(layers.Layer):
         **kwargs: Passed to ``keras.layers.Layer``.
 
     Raises:
-        ValueError: A non-positive ``num_channels`` or ``num_residuals``.
+        ValueError: A non-positive ``num_channels`` or ``num_residuals``, a bad momentum, or a
+            flag that is not a boolean.
     """
 
     def __init__(
@@ -189,11 +190,11 @@ class ResnetBlock(layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.num_channels = _positive_int("num_channels", num_channels)
-        self.num_residuals = _positive_int("num_residuals", num_residuals)
-        self.first_block = bool(first_block)
-        self.use_skip = bool(use_skip)
-        self.batch_norm = bool(batch_norm)
+        self.num_channels = _checks.positive_int("num_channels", num_channels)
+        self.num_residuals = _checks.positive_int("num_residuals", num_residuals)
+        self.first_block = _checks.flag("first_block", first_block)
+        self.use_skip = _checks.flag("use_skip", use_skip)
+        self.batch_norm = _checks.flag("batch_norm", batch_norm)
         self.bn_momentum = _momentum(bn_momentum)
         self.residuals = []
         for index in range(self.num_residuals):
@@ -274,8 +275,8 @@ class Inception(layers.Layer):
         **kwargs: Passed to ``keras.layers.Layer``.
 
     Raises:
-        ValueError: A non-positive ``c1`` or ``c4``, or ``c2``/``c3`` not a pair of positive
-            integers.
+        ValueError: A non-positive ``c1`` or ``c4``, ``c2``/``c3`` not a pair of positive
+            integers, a bad momentum, or a non-boolean ``batch_norm``.
     """
 
     def __init__(
@@ -290,11 +291,11 @@ class Inception(layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.c1 = _positive_int("c1", c1)
-        self.c2 = _pair("c2", c2)
-        self.c3 = _pair("c3", c3)
-        self.c4 = _positive_int("c4", c4)
-        self.batch_norm = bool(batch_norm)
+        self.c1 = _checks.positive_int("c1", c1)
+        self.c2 = _branch_filters("c2", c2)
+        self.c3 = _branch_filters("c3", c3)
+        self.c4 = _checks.positive_int("c4", c4)
+        self.batch_norm = _checks.flag("batch_norm", batch_norm)
         self.bn_momentum = _momentum(bn_momentum)
         name = self.name
         self.b1_1x1 = self._conv(self.c1, 1, f"{name}_b1_1x1")

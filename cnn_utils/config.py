@@ -1,4 +1,4 @@
-"""Run-time configuration: the FAST switch, seeding and the cache folder.
+"""Run-time configuration: the FAST switch, seeding, and where caches live.
 
 ``FAST`` is read once, at import, from the environment variable ``CNN_UTILS_FAST``: notebooks
 use smaller subsets, fewer epochs and fewer optimisation steps when it is true (the test suite
@@ -55,13 +55,11 @@ def by_mode(fast: T, full: T) -> T:
     return fast if FAST else full
 
 
-def set_seed(seed: int = DEFAULT_SEED, *, deterministic_ops: bool = False) -> int:
+def set_seed(seed: int = DEFAULT_SEED) -> int:
     """Seed Python, NumPy, TensorFlow and Keras so that a notebook tells the same story each run.
 
     Args:
         seed: Non-negative integer seed.
-        deterministic_ops: Also ask TensorFlow for deterministic kernels
-            (``tf.config.experimental.enable_op_determinism``); slower, bit-exact reruns.
 
     Returns:
         The seed, for logging.
@@ -69,18 +67,14 @@ def set_seed(seed: int = DEFAULT_SEED, *, deterministic_ops: bool = False) -> in
     Raises:
         ValueError: If ``seed`` is not a non-negative integer.
     """
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer. Received: seed={seed!r}")
     import keras  # Imported here: reading FAST must not pay for TensorFlow.
 
-    seed = int(seed)
+    from cnn_utils import _checks
+
+    seed = _checks.integer("seed", seed, minimum=0)
     random.seed(seed)
     np.random.seed(seed)
     keras.utils.set_random_seed(seed)  # Python, NumPy and the backend (TensorFlow) generators.
-    if deterministic_ops:
-        import tensorflow as tf
-
-        tf.config.experimental.enable_op_determinism()
     return seed
 
 

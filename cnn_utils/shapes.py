@@ -18,34 +18,28 @@ from collections.abc import Sequence
 
 import numpy as np
 
-PADDINGS = ("valid", "same")
+from cnn_utils import _checks
 
 
-def _positive_int(argname: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"{argname} must be a positive integer. Received: {argname}={value!r}")
-    return int(value)
-
-
-def _pair(argname: str, value: int | Sequence[int]) -> tuple[int, int]:
-    """Normalise an int or a pair of ints (as Keras accepts for sizes) to a pair."""
+def _size_pair(argname: str, value: int | Sequence[int]) -> tuple[int, int]:
+    """A 2-D size given as one positive int or a (height, width) pair, as Keras accepts it."""
     if isinstance(value, (tuple, list)):
         if len(value) != 2:
             raise ValueError(
                 f"{argname} must be an integer or a pair of integers. Received: {argname}={value!r}"
             )
-        return _positive_int(argname, value[0]), _positive_int(argname, value[1])
-    size = _positive_int(argname, value)
+        return _checks.positive_int(argname, value[0]), _checks.positive_int(argname, value[1])
+    size = _checks.positive_int(argname, value)
     return size, size
 
 
 def _window_output_size(
     size: int, window: int, strides: int, padding: str | int, dilation_rate: int, what: str
 ) -> int:
-    size = _positive_int("size", size)
-    window = _positive_int(what, window)
-    strides = _positive_int("strides", strides)
-    dilation_rate = _positive_int("dilation_rate", dilation_rate)
+    size = _checks.positive_int("size", size)
+    window = _checks.positive_int(what, window)
+    strides = _checks.positive_int("strides", strides)
+    dilation_rate = _checks.positive_int("dilation_rate", dilation_rate)
     effective = dilation_rate * (window - 1) + 1
     if isinstance(padding, str):
         mode = padding.lower()
@@ -142,9 +136,9 @@ def conv2d_params(
     Raises:
         ValueError: A non-positive size.
     """
-    k_h, k_w = _pair("kernel_size", kernel_size)
-    c_in = _positive_int("in_channels", in_channels)
-    c_out = _positive_int("filters", filters)
+    k_h, k_w = _size_pair("kernel_size", kernel_size)
+    c_in = _checks.positive_int("in_channels", in_channels)
+    c_out = _checks.positive_int("filters", filters)
     return (k_h * k_w * c_in + int(bool(use_bias))) * c_out
 
 
@@ -162,8 +156,8 @@ def dense_params(in_features: int, units: int, use_bias: bool = True) -> int:
     Raises:
         ValueError: A non-positive size.
     """
-    n_in = _positive_int("in_features", in_features)
-    n_out = _positive_int("units", units)
+    n_in = _checks.positive_int("in_features", in_features)
+    n_out = _checks.positive_int("units", units)
     return (n_in + int(bool(use_bias))) * n_out
 
 
@@ -190,10 +184,10 @@ def conv2d_mult_adds(
     Raises:
         ValueError: A non-positive size.
     """
-    h_out, w_out = _pair("output_size", output_size)
-    k_h, k_w = _pair("kernel_size", kernel_size)
-    c_in = _positive_int("in_channels", in_channels)
-    c_out = _positive_int("filters", filters)
+    h_out, w_out = _size_pair("output_size", output_size)
+    k_h, k_w = _size_pair("kernel_size", kernel_size)
+    c_in = _checks.positive_int("in_channels", in_channels)
+    c_out = _checks.positive_int("filters", filters)
     return h_out * w_out * k_h * k_w * c_in * c_out
 
 
@@ -210,7 +204,7 @@ def dense_mult_adds(in_features: int, units: int) -> int:
     Raises:
         ValueError: A non-positive size.
     """
-    return _positive_int("in_features", in_features) * _positive_int("units", units)
+    return _checks.positive_int("in_features", in_features) * _checks.positive_int("units", units)
 
 
 def receptive_field(kernel_sizes: Sequence[int], strides: Sequence[int] | None = None) -> int:
@@ -229,11 +223,13 @@ def receptive_field(kernel_sizes: Sequence[int], strides: Sequence[int] | None =
     Raises:
         ValueError: Empty or non-positive sizes, or lists of different lengths.
     """
-    kernels = [_positive_int("kernel_sizes", k) for k in kernel_sizes]
+    kernels = [_checks.positive_int("kernel_sizes", k) for k in kernel_sizes]
     if not kernels:
         raise ValueError("kernel_sizes must name at least one layer. Received: kernel_sizes=[]")
     steps = (
-        [1] * len(kernels) if strides is None else [_positive_int("strides", s) for s in strides]
+        [1] * len(kernels)
+        if strides is None
+        else [_checks.positive_int("strides", s) for s in strides]
     )
     if len(steps) != len(kernels):
         raise ValueError(
@@ -356,9 +352,9 @@ def pool2d_ops(
     Raises:
         ValueError: A non-positive size.
     """
-    h_out, w_out = _pair("output_size", output_size)
-    p_h, p_w = _pair("pool_size", pool_size)
-    return h_out * w_out * p_h * p_w * _positive_int("channels", channels)
+    h_out, w_out = _size_pair("output_size", output_size)
+    p_h, p_w = _size_pair("pool_size", pool_size)
+    return h_out * w_out * p_h * p_w * _checks.positive_int("channels", channels)
 
 
 def layer_mult_adds(layer, input_shape, output_shape, *, include_pooling: bool = False) -> int:

@@ -139,6 +139,16 @@ def test_get_config_round_trip(cls, kwargs):
         (lambda: blocks.Inception(1, (1,), (1, 2), 1), r"c2.*pair.*\(1,\)"),
         (lambda: blocks.Inception(1, (1, 2), (0, 2), 1), r"c3.*\(0, 2\)"),
         (lambda: blocks.Inception(1, (1, 2), (1, 2), -3), "c4=-3"),
+        (lambda: blocks.Residual(3, use_skip="no"), "use_skip must be True or False.*'no'"),
+        (lambda: blocks.Residual(3, use_1x1conv=1), "use_1x1conv=1"),
+        (lambda: blocks.Residual(3, batch_norm=None), "batch_norm=None"),
+        (lambda: blocks.Residual(3, bn_momentum=float("nan")), "bn_momentum=nan"),
+        (lambda: blocks.ResnetBlock(4, 1, first_block="yes"), "first_block='yes'"),
+        (lambda: blocks.ResnetBlock(4, 1, use_skip=0), "use_skip=0"),
+        (lambda: blocks.ResnetBlock(4, 1.0), r"num_residuals=1\.0"),
+        (lambda: blocks.Inception(1, (1, 2), (1, 2), 1, batch_norm="on"), "batch_norm='on'"),
+        (lambda: blocks.Inception(1, [1, True], (1, 2), 1), "c2"),
+        (lambda: blocks.Inception(1, (1, 2), (1, 2), 1, bn_momentum=-0.1), "bn_momentum=-0.1"),
     ],
 )  # fmt: skip
 def test_invalid_arguments_raise_value_error(factory, match):
