@@ -19,42 +19,29 @@ graph-friendly core :func:`cnn_utils.attacks.perturb`:
 
 :class:`EpsilonRamp` is a callback that grows epsilon (and the step size with it) linearly
 over the first training steps, the warm-up that makes adversarial training at a large epsilon
-start reliably (Wong et al. 2020; Gowal et al. 2018).
+start reliably (Wong et al. 2020; Gowal et al. 2018). :func:`adversarially_trained` is the
+whole recipe (data, wrapper, ramp, fit) behind the trained-model cache, so a notebook gets the
+same robust model again without training it twice.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import keras
-import numpy as np
 import tensorflow as tf
 
-from cnn_utils import attacks
+from cnn_utils import _checks, attacks, config
+from cnn_utils.data import load_dataset
+from cnn_utils.training import cached_model, compile_classifier
 
-ATTACKS = ("pgd", "fgsm_rs", "fgsm")
-"""Inner attacks that :class:`AdversarialModel` can train with."""
+INNER_ATTACKS = ("pgd", "fgsm_rs", "fgsm")
+"""Inner attacks that :class:`AdversarialModel` can train with (step kinds of
+:func:`cnn_utils.attacks.perturb`)."""
 
 LABEL_MODES = ("predicted", "true")
 """Labels the inner attack moves away from: the current prediction or the true label."""
-
-
-def _number(name: str, value, *, minimum: float = 0.0, positive: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{name} must be a number. Received: {name}={value!r}")
-    value = float(value)
-    if not np.isfinite(value) or value < minimum or (positive and value <= 0):
-        bound = f"> {minimum:g}" if positive else f">= {minimum:g}"
-        raise ValueError(f"{name} must be {bound}. Received: {name}={value!r}")
-    return value
-
-
-def _is_softmax_output(model) -> bool:
-    layers = getattr(model, "layers", None)
-    if not layers:
-        return False
-    activation = getattr(layers[-1], "activation", None)
-    return getattr(activation, "__name__", "") == "softmax" or type(layers[-1]).__name__ == (
-        "Softmax"
-    )
 
 
 class AdversarialModel(keras.Model):
@@ -76,9 +63,11 @@ class AdversarialModel(keras.Model):
     4. one optimiser step.
 
     ``evaluate`` (and validation during ``fit``) attacks the true labels with the same attack
-    and reports the same three numbers: ``loss``, ``accuracy`` (clean) and ``adv_accuracy``
-    (on the adversarial batch). For a final, stronger evaluation use
-    :func:`cnn_utils.attacks.robust_accuracy` with many PGD steps and restarts.
+    and reports the same numbers: ``loss``, each compiled metric on the clean half
+    (``accuracy``) and on the adversarial batch (``adv_accuracy``). These numbers come from the
+    training attack and are optimistic; for a final evaluation use
+    :func:`cnn_utils.robustness.evaluate_robustness` (APGD-CE, then targeted APGD-DLR on the
+    survivors) or :func:`cnn_utils.robustness.robust_accuracy` with ``restarts=``.
 
     ``epsilon`` and ``step_size`` are non-trainable variables of the wrapper (not of the
     classifier), so a callback such as :class:`EpsilonRamp` can change them between steps
@@ -127,57 +116,27 @@ class AdversarialModel(keras.Model):
         seed: int | None = None,
         **kwargs,
     ):
-        if not callable(model):
-            raise ValueError(f"model must be a Keras model returning logits. Received: {model!r}")
-        if _is_softmax_output(model):
-            raise ValueError(
-                "model must return logits, but its last layer is a softmax. Rebuild it without "
-                "the activation (e.g. keras.layers.Dense(num_classes)). "
-                f"Received: model={getattr(model, 'name', model)!r}"
-            )
-        if attack not in ATTACKS:
-            raise ValueError(f"attack must be one of {ATTACKS}. Received: attack={attack!r}")
-        if label_mode not in LABEL_MODES:
-            raise ValueError(
-                f"label_mode must be one of {LABEL_MODES}. Received: label_mode={label_mode!r}"
-            )
-        if norm not in attacks.NORMS:
-            raise ValueError(f"norm must be one of {attacks.NORMS}. Received: norm={norm!r}")
-        if (
-            isinstance(num_steps, bool)
-            or not isinstance(num_steps, (int, np.integer))
-            or num_steps < 1
-        ):
-            raise ValueError(
-                f"num_steps must be an integer >= 1. Received: num_steps={num_steps!r}"
-            )
+        _checks.logits_model(model)
+        attack = _checks.one_of("attack", attack, INNER_ATTACKS)
+        label_mode = _checks.one_of("label_mode", label_mode, LABEL_MODES)
+        norm = _checks.one_of("norm", norm, attacks.NORMS)
+        num_steps = _checks.integer("num_steps", num_steps, minimum=1)
         if attack != "pgd" and num_steps != 1:
             raise ValueError(
                 f"num_steps must be 1 for attack={attack!r} (a single step). "
                 f"Received: num_steps={num_steps!r}"
             )
-        epsilon = _number("epsilon", epsilon)
-        step_size = _number("step_size", step_size, positive=True)
-        clean_weight = _number("clean_weight", clean_weight)
-        adversarial_weight = _number("adversarial_weight", adversarial_weight)
+        epsilon = _checks.number("epsilon", epsilon, minimum=0.0)
+        step_size = _checks.number("step_size", step_size, positive=True)
+        clean_weight = _checks.number("clean_weight", clean_weight, minimum=0.0)
+        adversarial_weight = _checks.number("adversarial_weight", adversarial_weight, minimum=0.0)
         if clean_weight == 0 and adversarial_weight == 0:
             raise ValueError(
                 "clean_weight and adversarial_weight cannot both be 0. "
                 f"Received: clean_weight={clean_weight}, adversarial_weight={adversarial_weight}"
             )
-        lo = _number("clip_value_min", clip_value_min, minimum=-np.inf)
-        hi = _number("clip_value_max", clip_value_max, minimum=-np.inf)
-        if not lo < hi:
-            raise ValueError(
-                "clip_value_min must be < clip_value_max. "
-                f"Received: clip_value_min={lo}, clip_value_max={hi}"
-            )
-        if seed is not None and (
-            isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0
-        ):
-            raise ValueError(
-                f"seed must be None or a non-negative integer. Received: seed={seed!r}"
-            )
+        lo, hi = _checks.clip_range(clip_value_min, clip_value_max)
+        seed = _checks.seed(seed)
 
         super().__init__(**kwargs)
         self.classifier = model
@@ -202,8 +161,7 @@ class AdversarialModel(keras.Model):
             else tf.random.Generator.from_non_deterministic_state(),
         )
         self.loss_tracker = keras.metrics.Mean(name="loss")
-        self.clean_accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
-        self.adversarial_accuracy = keras.metrics.SparseCategoricalAccuracy(name="adv_accuracy")
+        self._metric_pairs = [_metric_pair("accuracy")]
 
     # -- Keras plumbing ---------------------------------------------------------------------
 
@@ -213,8 +171,9 @@ class AdversarialModel(keras.Model):
 
     @property
     def metrics(self):
-        """Loss, clean accuracy and adversarial accuracy, reset by Keras at each epoch."""
-        return [self.loss_tracker, self.clean_accuracy, self.adversarial_accuracy]
+        """The loss, then each metric on the clean half, then each on the adversarial half."""
+        clean = [pair[0] for pair in self._metric_pairs]
+        return [self.loss_tracker, *clean, *(pair[1] for pair in self._metric_pairs)]
 
     def compile(self, optimizer="adam", loss=None, metrics=None, **kwargs):
         """Configure training; the loss defaults to cross-entropy from logits.
@@ -223,18 +182,24 @@ class AdversarialModel(keras.Model):
             optimizer: A Keras optimizer or its name.
             loss: The per-example loss of both halves; ``None`` means
                 ``SparseCategoricalCrossentropy(from_logits=True)``.
-            metrics: Must be ``None``: the model tracks its own loss, ``accuracy`` and
-                ``adv_accuracy``.
+            metrics: Metrics as for ``keras.Model.compile`` (names such as ``"accuracy"``,
+                metric objects or functions of ``(y_true, logits)``); each is reported on the
+                clean half under its name and on the adversarial half as ``adv_<name>``.
+                ``None`` means ``["accuracy"]`` (so ``accuracy`` and ``adv_accuracy``).
             **kwargs: Passed to ``keras.Model.compile`` (``steps_per_execution``...).
 
         Raises:
-            ValueError: ``metrics`` given.
+            ValueError: ``metrics`` that is not a list of metrics, or a nested (per-output)
+                specification (the model has one output).
         """
-        if metrics:
+        if metrics is None:
+            metrics = ["accuracy"]
+        if not isinstance(metrics, (list, tuple)):
             raise ValueError(
-                "AdversarialModel tracks loss, accuracy and adv_accuracy itself; compile it "
-                f"without metrics. Received: metrics={metrics!r}"
+                f"metrics must be a list of metrics (one output). Received: metrics={metrics!r}"
             )
+        with self.distribute_strategy.scope():
+            self._metric_pairs = [_metric_pair(spec) for spec in metrics]
         if loss is None:
             loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         super().compile(optimizer=optimizer, loss=loss, **kwargs)
@@ -310,8 +275,9 @@ class AdversarialModel(keras.Model):
         # it for the number shown.
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         self.loss_tracker.update_state(loss * float(replicas), sample_weight=tf.shape(x)[0])
-        self.clean_accuracy.update_state(y, clean_logits, sample_weight=sample_weight)
-        self.adversarial_accuracy.update_state(y, adv_logits, sample_weight=sample_weight)
+        for clean, adversarial in self._metric_pairs:
+            clean.update_state(y, clean_logits, sample_weight=sample_weight)
+            adversarial.update_state(y, adv_logits, sample_weight=sample_weight)
         return {m.name: m.result() for m in self.metrics}
 
     def train_step(self, data):
@@ -334,38 +300,51 @@ class AdversarialModel(keras.Model):
         return self._update_metrics(x, y, sample_weight, clean_logits, adv_logits, loss)
 
 
+def _metric_pair(spec) -> tuple[keras.metrics.Metric, keras.metrics.Metric]:
+    """Two fresh copies of a metric: ``name`` for the clean half, ``adv_<name>`` for the other."""
+    if spec in ("accuracy", "acc"):
+        return tuple(
+            keras.metrics.SparseCategoricalAccuracy(name=name)
+            for name in ("accuracy", "adv_accuracy")
+        )
+    try:
+        metric = keras.metrics.get(spec)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"metrics must hold Keras metrics. Received: {spec!r} ({error})") from None
+    if isinstance(metric, type):
+        metric = metric()
+    if isinstance(metric, keras.metrics.Metric):
+        config = metric.get_config()
+        return tuple(
+            type(metric).from_config({**config, "name": name})
+            for name in (metric.name, f"adv_{metric.name}")
+        )
+    name = spec if isinstance(spec, str) else getattr(metric, "__name__", "metric")
+    return tuple(keras.metrics.MeanMetricWrapper(metric, name=n) for n in (name, f"adv_{name}"))
+
+
 class EpsilonRamp(keras.callbacks.Callback):
     """Grow an :class:`AdversarialModel`'s epsilon linearly from 0 over the first steps.
 
     At training step ``t`` (counted over the whole ``fit``) epsilon is
-    ``final_epsilon * min(1, (t + 1) / ramp_steps)`` and the step size is scaled by the same
-    factor, so the attack keeps the same shape while the ball grows. Starting adversarial
-    training at the full epsilon (0.3 on MNIST) often leaves the model stuck at chance; a
-    warm-up avoids it (Gowal et al. 2018; Wong et al. 2020 ramp the learning rate too).
+    ``final * min(1, (t + 1) / ramp_steps)``, where ``final`` is the model's epsilon when
+    training starts, and the step size is scaled by the same factor, so the attack keeps its
+    shape while the ball grows. Starting adversarial training at the full epsilon (0.3 on
+    MNIST) often leaves the model stuck at chance; a warm-up avoids it (Gowal et al. 2018;
+    Wong et al. 2020 ramp the learning rate too).
 
     Args:
         ramp_steps: Number of training steps (mini-batches) to reach the final epsilon, >= 1.
-        final_epsilon: Target epsilon; ``None`` takes the model's epsilon at the start of
-            training.
 
     Raises:
-        ValueError: A bad ``ramp_steps`` or ``final_epsilon``.
+        ValueError: A bad ``ramp_steps``.
     """
 
-    def __init__(self, ramp_steps: int, final_epsilon: float | None = None):
+    def __init__(self, ramp_steps: int):
         super().__init__()
-        if (
-            isinstance(ramp_steps, bool)
-            or not isinstance(ramp_steps, (int, np.integer))
-            or ramp_steps < 1
-        ):
-            raise ValueError(
-                f"ramp_steps must be an integer >= 1. Received: ramp_steps={ramp_steps!r}"
-            )
-        self.ramp_steps = int(ramp_steps)
-        self.final_epsilon = None if final_epsilon is None else _number("epsilon", final_epsilon)
+        self.ramp_steps = _checks.integer("ramp_steps", ramp_steps, minimum=1)
         self._step = 0
-        self._final_step_size = None
+        self._final = None  # (epsilon, step size), read at the start of training
 
     def on_train_begin(self, logs=None):
         """Remember the final epsilon and step size; fail early on a wrong model."""
@@ -374,14 +353,147 @@ class EpsilonRamp(keras.callbacks.Callback):
                 "EpsilonRamp needs an AdversarialModel. "
                 f"Received: model={type(self.model).__name__}"
             )
-        if self.final_epsilon is None:
-            self.final_epsilon = float(self.model.epsilon.numpy())
-        if self._final_step_size is None:
-            self._final_step_size = float(self.model.step_size.numpy())
+        if self._final is None:
+            self._final = (float(self.model.epsilon.numpy()), float(self.model.step_size.numpy()))
 
     def on_train_batch_begin(self, batch, logs=None):
         """Set epsilon and the step size for this step."""
         factor = min(1.0, (self._step + 1) / self.ramp_steps)
-        self.model.epsilon.assign(self.final_epsilon * factor)
-        self.model.step_size.assign(self._final_step_size * factor)
+        self.model.epsilon.assign(self._final[0] * factor)
+        self.model.step_size.assign(self._final[1] * factor)
         self._step += 1
+
+
+def adversarially_trained(
+    name: str,
+    build: Callable[[], keras.Model],
+    dataset: str = "mnist",
+    *,
+    epsilon: float = 0.3,
+    attack: str | None = "pgd",
+    num_steps: int = 10,
+    step_size: float | None = None,
+    label_mode: str = "predicted",
+    clean_weight: float = 1.0,
+    epochs: int = 10,
+    batch_size: int = 128,
+    learning_rate: float = 1e-3,
+    ramp_epochs: float = 1.0,
+    subset: int | None = None,
+    test_subset: int | None = None,
+    seed: int = config.DEFAULT_SEED,
+    verbose: int = 1,
+    return_info: bool = False,
+):
+    """A classifier trained by :class:`AdversarialModel` (or plainly), cached on first use.
+
+    One recipe for a standard model and its robust twin: the same data (``subset`` training
+    and ``test_subset`` test images of ``dataset``, seeded), architecture (``build``), Adam at
+    ``learning_rate``, batch size and epochs; only the loss differs. ``attack=None`` trains on
+    clean images only (the standard model); otherwise the clean + adversarial loss of
+    :class:`AdversarialModel` with ``epsilon`` grown over the first ``ramp_epochs`` epochs
+    (:class:`EpsilonRamp`). The test images are the validation data, so the history holds
+    ``val_accuracy`` (and ``val_adv_accuracy``). The model is cached by
+    :func:`cnn_utils.training.cached_model` under its architecture and every setting above,
+    so a second call with the same settings loads it instead of training.
+
+    Args:
+        name: Start of the cache file name (e.g. ``"mnist_robust"``).
+        build: Returns the untrained logits model (seeded by the cache with ``seed``).
+        dataset: A dataset name of :mod:`cnn_utils.data`.
+        epsilon: Radius of the L-infinity ball of the inner attack, >= 0.
+        attack: One of :data:`INNER_ATTACKS`, or ``None`` for standard training.
+        num_steps: Inner attack steps (PGD); 1 for ``"fgsm_rs"`` and ``"fgsm"``.
+        step_size: Inner step; ``None`` takes ``2.5 * epsilon / num_steps`` (PGD),
+            ``1.25 * epsilon`` (FGSM-RS) or ``epsilon`` (FGSM).
+        label_mode: One of :data:`LABEL_MODES`.
+        clean_weight: Weight of the clean loss (0: adversarial loss only, Madry et al. 2018).
+        epochs: Training epochs.
+        batch_size: Mini-batch size.
+        learning_rate: Adam's learning rate.
+        ramp_epochs: Epochs over which epsilon grows from 0 (0 for no warm-up).
+        subset: Training images (``None``: all).
+        test_subset: Test (validation) images (``None``: all).
+        seed: Seed of the weights, the subsets, the shuffling and the random starts.
+        verbose: 1 prints what happens and one line per epoch, 0 is silent.
+        return_info: Also return the cache's info dict (``history``, ``train_seconds``,
+            ``test_accuracy``, the settings, ``from_cache``).
+
+    Returns:
+        The trained logits classifier (not the wrapper); with ``return_info``, ``(model, info)``.
+
+    Raises:
+        ValueError: A bad setting (the message names it), or an unknown dataset.
+    """
+    if attack is not None:
+        attack = _checks.one_of("attack", attack, INNER_ATTACKS)
+        epsilon = _checks.number("epsilon", epsilon, minimum=0.0)
+        num_steps = 1 if attack != "pgd" else _checks.integer("num_steps", num_steps, minimum=1)
+        if step_size is None:
+            step_size = {"pgd": 2.5 / num_steps, "fgsm_rs": 1.25, "fgsm": 1.0}[attack] * epsilon
+        step_size = _checks.number("step_size", step_size, positive=True)
+        label_mode = _checks.one_of("label_mode", label_mode, LABEL_MODES)
+        clean_weight = _checks.number("clean_weight", clean_weight, minimum=0.0)
+        ramp_epochs = _checks.number("ramp_epochs", ramp_epochs, minimum=0.0)
+        adversarial = {"epsilon": epsilon, "num_steps": num_steps, "step_size": step_size}
+        adversarial.update(
+            label_mode=label_mode, clean_weight=clean_weight, ramp_epochs=ramp_epochs
+        )
+    else:
+        adversarial = None
+    settings = {
+        "recipe": "defense.adversarially_trained",
+        "dataset": dataset,
+        "attack": attack,
+        "adversarial": adversarial,
+        "epochs": _checks.positive_int("epochs", epochs),
+        "batch_size": _checks.batch_size(batch_size),
+        "learning_rate": _checks.number("learning_rate", learning_rate, positive=True),
+        "subset": subset,
+        "test_subset": test_subset,
+        "seed": _checks.seed(seed),
+    }
+    verbose = _checks.one_of("verbose", verbose, (0, 1, 2))
+
+    def fit(model: keras.Model) -> dict:
+        ds = load_dataset(dataset, subset=subset, test_subset=test_subset, seed=seed)
+        if attack is None:
+            trainer = compile_classifier(model, learning_rate)
+            callbacks = []
+        else:
+            trainer = AdversarialModel(
+                model,
+                attack=attack,
+                seed=seed,
+                **{
+                    k: adversarial[k]
+                    for k in ("epsilon", "num_steps", "step_size", "label_mode", "clean_weight")
+                },
+            )
+            trainer.compile(keras.optimizers.Adam(learning_rate))
+            ramp_steps = round(ramp_epochs * -(-len(ds.x_train) // batch_size))
+            callbacks = [EpsilonRamp(ramp_steps)] if ramp_steps >= 1 else []
+        if verbose:
+            what = "standard" if attack is None else f"{attack} (epsilon={epsilon})"
+            print(
+                f"Training {name!r}: {what} on {len(ds.x_train)} {dataset} images, {epochs} epochs"
+            )
+        start = time.perf_counter()
+        history = trainer.fit(
+            ds.x_train,
+            ds.y_train,
+            batch_size=batch_size,
+            epochs=epochs,
+            callbacks=callbacks,
+            validation_data=(ds.x_test, ds.y_test),
+            verbose=2 if verbose else 0,
+        )
+        seconds = time.perf_counter() - start
+        logits = model.predict(ds.x_test, batch_size=256, verbose=0)
+        return {
+            "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
+            "train_seconds": seconds,
+            "test_accuracy": float((logits.argmax(-1) == ds.y_test).mean()),
+        }
+
+    return cached_model(name, build, fit, settings, verbose=verbose, return_info=return_info)

@@ -6,8 +6,9 @@ import textwrap
 import keras
 import numpy as np
 import pytest
+from conftest import build_tiny_model
 
-from cnn_utils import attacks, defense
+from cnn_utils import attacks, defense, robustness
 
 SHAPE = (8, 8, 1)
 EPS = 0.2
@@ -24,19 +25,11 @@ def task(n=600, seed=0):
 
 
 def tiny_classifier(seed=0, activation=None):
-    keras.utils.set_random_seed(seed)
-    return keras.Sequential(
-        [
-            keras.Input(SHAPE),
-            keras.layers.Conv2D(4, 3, activation="relu"),
-            keras.layers.Flatten(),
-            keras.layers.Dense(2, activation=activation),
-        ]
-    )
+    return build_tiny_model(seed, activation, shape=SHAPE, classes=2)
 
 
 def pgd_accuracy(model, x, y):
-    return attacks.robust_accuracy(
+    return robustness.robust_accuracy(
         model, x, y, "pgd", epsilon=EPS, num_steps=10, step_size=0.05, seed=1, verbose=0
     )
 
@@ -169,8 +162,10 @@ def test_bad_model_metrics_and_ramp_raise():
     with pytest.raises(ValueError, match="model must be"):
         defense.AdversarialModel("not a model", EPS, 3, 0.1)
     model = defense.AdversarialModel(tiny_classifier(), EPS, 3, 0.1)
-    with pytest.raises(ValueError, match="metrics="):
-        model.compile("adam", metrics=["accuracy"])
+    with pytest.raises(ValueError, match="metrics must be a list"):
+        model.compile("adam", metrics={"out": "accuracy"})
+    with pytest.raises(ValueError, match="metrics must hold Keras metrics"):
+        model.compile("adam", metrics=["no_such_metric"])
     with pytest.raises(ValueError, match="ramp_steps=0"):
         defense.EpsilonRamp(0)
     plain = tiny_classifier()
@@ -178,6 +173,57 @@ def test_bad_model_metrics_and_ramp_raise():
     x, y = task(20)
     with pytest.raises(ValueError, match="AdversarialModel"):
         plain.fit(x, y, epochs=1, verbose=0, callbacks=[defense.EpsilonRamp(2)])
+
+
+def test_compile_metrics_are_reported_on_both_halves():
+    x, y = task(200)
+    model = defense.AdversarialModel(tiny_classifier(), EPS, 2, 0.1, label_mode="true", seed=0)
+    top1 = keras.metrics.SparseTopKCategoricalAccuracy(k=1, name="top1")
+    model.compile(keras.optimizers.Adam(0.01), metrics=["accuracy", top1])
+    history = model.fit(x, y, epochs=2, batch_size=50, verbose=0, validation_data=(x, y))
+    for key in ("accuracy", "adv_accuracy", "top1", "adv_top1"):
+        assert key in history.history and f"val_{key}" in history.history
+    # top-1 accuracy is accuracy: the copies see the same halves.
+    np.testing.assert_allclose(history.history["top1"], history.history["accuracy"], rtol=1e-6)
+    np.testing.assert_allclose(history.history["adv_top1"], history.history["adv_accuracy"])
+    results = model.evaluate(x, y, verbose=0, return_dict=True)
+    x_adv = model.adversarial_examples(x, y, label_mode="true")
+    classifier = model.classifier
+    expected_adv = np.mean(robustness.predict_labels(classifier, x_adv) == y)
+    assert results["adv_accuracy"] == pytest.approx(expected_adv, abs=0.02)  # fresh random start
+    assert results["accuracy"] == pytest.approx(
+        np.mean(robustness.predict_labels(classifier, x) == y)
+    )
+    assert results["adv_accuracy"] < results["accuracy"]
+
+
+def test_adversarially_trained_is_cached_and_keyed_by_the_recipe():
+    def build():
+        return build_tiny_model(shape=(28, 28, 1), classes=10)
+
+    common = {"epochs": 1, "subset": 300, "test_subset": 100, "batch_size": 100, "verbose": 0}
+    robust, info = defense.adversarially_trained(
+        "tiny_robust", build, "mnist", epsilon=0.1, num_steps=2, return_info=True, **common
+    )
+    assert not info["from_cache"] and info["adversarial"]["step_size"] == pytest.approx(0.125)
+    assert "val_adv_accuracy" in info["history"]
+    again, info2 = defense.adversarially_trained(
+        "tiny_robust", build, "mnist", epsilon=0.1, num_steps=2, return_info=True, **common
+    )
+    assert info2["from_cache"] and info2["key"] == info["key"]
+    x = np.random.default_rng(0).random((4, 28, 28, 1), dtype=np.float32)
+    np.testing.assert_allclose(again.predict(x, verbose=0), robust.predict(x, verbose=0), 1e-5)
+    _, other = defense.adversarially_trained(
+        "tiny_robust", build, "mnist", epsilon=0.2, num_steps=2, return_info=True, **common
+    )
+    _, standard = defense.adversarially_trained(
+        "tiny_robust", build, "mnist", attack=None, return_info=True, **common
+    )
+    assert not other["from_cache"] and not standard["from_cache"]
+    assert len({info["key"], other["key"], standard["key"]}) == 3
+    assert "val_accuracy" in standard["history"] and "adv_accuracy" not in standard["history"]
+    with pytest.raises(ValueError, match="attack must be one of"):
+        defense.adversarially_trained("tiny_robust", build, "mnist", attack="mim", **common)
 
 
 MIRRORED_SCRIPT = textwrap.dedent(
@@ -189,15 +235,17 @@ MIRRORED_SCRIPT = textwrap.dedent(
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras
     import numpy as np
-    from cnn_utils import attacks, defense
-    from tests.test_defense import task, tiny_classifier, pgd_accuracy
+    import sys
+    sys.path.insert(0, "tests")
+    from cnn_utils import defense
+    from test_defense import task, tiny_classifier, pgd_accuracy
 
     x, y = task()
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     with strategy.scope():
         classifier = tiny_classifier()
         model = defense.AdversarialModel(classifier, 0.2, 5, 0.1, seed=0)
-        model.compile(keras.optimizers.Adam(0.01))
+        model.compile(keras.optimizers.Adam(0.01), metrics=["accuracy"])
     before = pgd_accuracy(classifier, x[500:], y[500:])
     history = model.fit(x[:500], y[:500], epochs=3, batch_size=50, verbose=0,
                         validation_data=(x[500:], y[500:]))
@@ -206,6 +254,7 @@ MIRRORED_SCRIPT = textwrap.dedent(
         "before": before,
         "after": pgd_accuracy(classifier, x[500:], y[500:]),
         "loss": history.history["loss"],
+        "keys": sorted(history.history),
     }))
     """
 )
@@ -226,3 +275,5 @@ def test_trains_under_mirrored_strategy_on_two_logical_cpus():
     assert np.all(np.isfinite(report["loss"]))
     assert report["loss"][-1] < report["loss"][0]
     assert report["before"] < 0.6 and report["after"] >= 0.9, report
+    for key in ("accuracy", "adv_accuracy", "val_accuracy", "val_adv_accuracy"):
+        assert key in report["keys"]
