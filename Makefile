@@ -12,6 +12,9 @@ FAST ?= 0
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 SOLUTIONS := $(sort $(wildcard notebooks/solutions/[0-9][0-9]_*_solutions.ipynb))
 MATHJAX_URL := mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe
+# The book's HTML: JupyterLab's template plus figure alt text (tools/nbconvert/book), local math.
+HTML_OPTS := --template book --TemplateExporter.extra_template_basedirs=tools/nbconvert \
+	--HTMLExporter.mathjax_url="$(MATHJAX_URL)"
 NBVAL := --nbval-lax --nbval-current-env --nbval-cell-timeout=1800 -p no:cacheprovider
 
 .PHONY: setup setup-gpu lab book slides test test-unit test-notebooks test-full lint format strip clean
@@ -59,10 +62,10 @@ book: setup
 		CNN_UTILS_FAST=$(FAST) $(BIN)/jupyter nbconvert --to notebook --execute \
 			--ExecutePreprocessor.timeout=-1 --output-dir build "$$nb"; \
 		$(BIN)/python tools/book_tools.py clean-progress "build/$$(basename $$nb)"; \
-		$(BIN)/jupyter nbconvert --to html --HTMLExporter.mathjax_url="$(MATHJAX_URL)" \
-			--output-dir build "build/$$(basename $$nb)"; \
+		$(BIN)/jupyter nbconvert --to html $(HTML_OPTS) --output-dir build "build/$$(basename $$nb)"; \
 	done
 	$(BIN)/python tools/book_tools.py check-progress $(addprefix build/,$(notdir $(NOTEBOOKS)))
+	$(BIN)/python tools/book_tools.py check-alt $(addprefix build/,$(notdir $(NOTEBOOKS:.ipynb=.html)))
 	$(BIN)/python tools/book_tools.py assets build
 	$(BIN)/python tools/book_index.py build $(NOTEBOOKS)
 
@@ -75,7 +78,7 @@ slides: setup
 			--to notebook --execute --ExecutePreprocessor.timeout=-1 --output-dir build "$$nb" \
 			&& $(BIN)/python tools/book_tools.py clean-progress "build/$$(basename $$nb)"; }; \
 		$(BIN)/jupyter nbconvert --to slides --SlidesExporter.reveal_url_prefix=reveal.js \
-			--SlidesExporter.reveal_theme=white --HTMLExporter.mathjax_url="$(MATHJAX_URL)" \
+			--SlidesExporter.reveal_theme=white --SlidesExporter.mathjax_url="$(MATHJAX_URL)" \
 			--output-dir build/slides "build/$$(basename $$nb)"; \
 	done
 	$(BIN)/python tools/book_tools.py assets build/slides

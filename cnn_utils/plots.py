@@ -1,7 +1,9 @@
-"""Plots of arrays: image grids with titles and learning curves.
+"""Plots of arrays: image grids with titles, heatmaps, learning and robustness curves.
 
 This module draws; it knows no model. Every function returns the matplotlib ``Figure`` so that
-notebooks can save or further decorate it.
+notebooks can save or further decorate it. Imported in IPython (Jupyter), it also makes every
+figure carry alt text (its titles and axis labels, :func:`describe_figure`) in the notebook's
+output metadata, which the book's HTML template turns into the image's ``alt`` attribute.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 
@@ -604,3 +607,88 @@ def plot_adversarial_examples(
         fig.suptitle(suptitle)
     fig.tight_layout()
     return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Alt text for figures shown in Jupyter
+# ---------------------------------------------------------------------------------------------
+
+
+def _clean(text: str) -> str:
+    return " ".join(text.replace("$", "").replace("\\", "").split())
+
+
+def describe_figure(fig: Figure, *, max_panels: int = 6) -> str:
+    """A one-paragraph description of a figure from its texts, for the image's alt text.
+
+    It names the figure's title (``suptitle``), the number of panels, and the titles and axis
+    labels of the first ``max_panels`` panels. Every figure gets a non-empty description.
+
+    Args:
+        fig: A matplotlib figure.
+        max_panels: How many panels to describe one by one.
+
+    Returns:
+        The description.
+    """
+    title = _clean(fig._suptitle.get_text()) if fig._suptitle is not None else ""
+    axes = [ax for ax in fig.axes if ax.get_visible() and ax.get_label() != "<colorbar>"]
+    parts = []
+    for ax in axes[:max_panels]:
+        bits = [_clean(ax.get_title())]
+        xlabel, ylabel = _clean(ax.get_xlabel()), _clean(ax.get_ylabel())
+        if xlabel and ylabel:
+            bits.append(f"{ylabel} against {xlabel}")
+        elif xlabel or ylabel:
+            bits.append(f"axis: {xlabel or ylabel}")
+        bits = [b for b in bits if b]
+        if bits:
+            parts.append(", ".join(bits))
+    count = f"{len(axes)} panel{'s' if len(axes) != 1 else ''}"
+    text = f"Figure: {title}" if title else "Figure"
+    text += f" ({count})"
+    if parts:
+        text += ". Panels: " + "; ".join(parts)
+        if len(axes) > max_panels:
+            text += f"; and {len(axes) - max_panels} more"
+    return text + "."
+
+
+def _png_with_alt(fig: Figure):
+    """IPython PNG formatter: the inline backend's PNG plus ``{"alt": describe_figure(fig)}``."""
+    from IPython.core.pylabtools import print_figure
+
+    png = print_figure(fig, "png", base64=True, bbox_inches="tight")
+    return png, {"alt": describe_figure(fig)}
+
+
+def _register_alt_text(shell) -> None:
+    formatter = shell.display_formatter.formatters["image/png"]
+    if formatter.type_printers.get(Figure) is not _png_with_alt:
+        formatter.for_type(Figure, _png_with_alt)
+
+
+def enable_alt_text() -> bool:
+    """Make IPython store alt text with every figure's PNG; return whether IPython is running.
+
+    The inline backend registers its own PNG formatter when it is loaded, which happens at the
+    first figure: so the backend is loaded first (when no figure is open yet), and the
+    formatter is registered again after every cell, before the cell's figures are shown.
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    if shell is None:
+        return False
+    if not plt.get_fignums():  # load the backend now; switching would close open figures
+        plt.switch_backend(plt.get_backend())
+    _register_alt_text(shell)
+    if not getattr(shell, "_cnn_utils_alt_text", False):
+        shell.events.register("post_execute", lambda: _register_alt_text(shell))
+        shell._cnn_utils_alt_text = True
+    return True
+
+
+enable_alt_text()

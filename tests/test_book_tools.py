@@ -68,3 +68,14 @@ def test_clean_and_check_executed_notebook(tmp_path, dirty):
         assert book_tools.main(["check-progress", str(path)]) == 0
     else:
         assert book_tools.main(["check-progress", str(path)]) == 1
+
+
+def test_check_alt_counts_images_without_their_own_alt(tmp_path):
+    page = tmp_path / "p.html"
+    page.write_text(
+        '<img src="a.png" alt="Figure: loss (1 panel).">'
+        '<img alt="No description has been provided for this image" src="b.png">'
+        '<img src="c.png">'
+    )
+    assert book_tools.images_without_alt(page) == 2
+    assert book_tools.main(["check-alt", str(page)]) == 1

@@ -7,6 +7,8 @@ Subcommands (used by ``make book`` and ``make slides``):
   leaves one line per epoch instead of hundreds of overwritten ones;
 * ``check-progress NB...``: fail (exit 1) if a stored output still holds per-step progress
   (control characters, or several progress-bar lines in a row without an epoch between);
+* ``check-alt HTML...``: fail if an image of the HTML pages has no alt text of its own
+  (nbconvert's placeholder "No description has been provided" counts as none);
 * ``assets BUILD``: copy MathJax (from the ``jupyter_server_mathjax`` package) and reveal.js
   (vendored in ``tools/vendor/reveal.js``) next to the HTML, so math and slides render with no
   network.
@@ -99,6 +101,21 @@ def progress_problems(path: Path) -> list[str]:
     return problems
 
 
+_IMG = re.compile(r"<img\b[^>]*>", re.S)
+_ALT = re.compile(r'\balt="([^"]*)"')
+_PLACEHOLDER = "No description has been provided"
+
+
+def images_without_alt(path: Path) -> int:
+    """How many images of an HTML page have no alt text of their own."""
+    missing = 0
+    for tag in _IMG.findall(path.read_text(encoding="utf-8")):
+        match = _ALT.search(tag)
+        if match is None or not match.group(1).strip() or _PLACEHOLDER in match.group(1):
+            missing += 1
+    return missing
+
+
 def copy_assets(build: Path) -> None:
     """Copy MathJax and reveal.js into ``build`` for offline pages and slides."""
     import jupyter_server_mathjax
@@ -124,6 +141,11 @@ def main(argv: list[str]) -> int:
         problems = [p for path in args for p in progress_problems(path)]
         print("\n".join(problems) or f"no per-step progress in {len(args)} notebooks")
         return 1 if problems else 0
+    if command == "check-alt":
+        counts = {path.name: images_without_alt(path) for path in args}
+        bad = {name: n for name, n in counts.items() if n}
+        print(f"images without alt text: {bad}" if bad else f"alt text on all {len(args)} pages")
+        return 1 if bad else 0
     if command == "assets":
         copy_assets(args[0])
         return 0
