@@ -1,4 +1,7 @@
-"""What the last layers see: features, nearest neighbours, t-SNE and top-activating patches.
+"""What the last layers see: nearest neighbours, t-SNE, receptive fields and top patches.
+
+Features come from :func:`cnn_utils.probe.features` (re-exported here as :func:`features`,
+with :func:`penultimate_layer`, the default layer).
 
 References:
     Krizhevsky, Sutskever & Hinton 2012 (nearest neighbours in feature space, AlexNet Fig. 4).
@@ -10,56 +13,24 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import tensorflow as tf
 from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 from sklearn.neighbors import NearestNeighbors
 
-from cnn_utils.saliency import ensure_built, get_layer, model_input
+from cnn_utils import _checks, probe
+from cnn_utils.probe import features, penultimate_layer
 
+__all__ = [
+    "features",
+    "measured_receptive_field",
+    "nearest_neighbors",
+    "penultimate_layer",
+    "top_activating_patches",
+    "tsne",
+]
 
-def penultimate_layer(model: keras.Model) -> str:
-    """Name of the layer that feeds the last one (the features the classifier reads).
-
-    Dropout layers are skipped: their output equals their input at inference.
-    """
-    ensure_built(model)
-    for layer in reversed(model.layers[:-1]):
-        if not isinstance(layer, keras.layers.Dropout):
-            return layer.name
-    raise ValueError(f"Model {model.name!r} has a single layer: no penultimate layer.")
-
-
-def features(
-    model: keras.Model, x, layer_name: str | None = None, *, batch_size: int = 256
-) -> np.ndarray:
-    """Activations of a named layer, flattened to one vector per image (inference mode).
-
-    Args:
-        model: A built Keras model.
-        x: Images (n, H, W, C).
-        layer_name: The layer; ``None`` takes :func:`penultimate_layer`.
-        batch_size: Images per forward pass.
-
-    Returns:
-        float32 array (n, d).
-
-    Raises:
-        ValueError: An unknown layer (the message lists the names) or a bad batch size.
-    """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(
-            f"batch_size must be a positive integer. Received: batch_size={batch_size!r}"
-        )
-    ensure_built(model)
-    layer_name = penultimate_layer(model) if layer_name is None else layer_name
-    probe = keras.Model(model_input(model), get_layer(model, layer_name).output)
-    x = np.asarray(x, dtype=np.float32)
-    chunks = [
-        keras.ops.convert_to_numpy(probe(x[i : i + batch_size], training=False))
-        for i in range(0, len(x), batch_size)
-    ]
-    out = np.concatenate(chunks)
-    return out.reshape(len(out), -1)
+_PCA_COMPONENTS = 50  # t-SNE runs on at most this many PCA dimensions (faster, less noise)
 
 
 def nearest_neighbors(queries, database, k: int = 5, *, exclude_self: bool = False) -> np.ndarray:
@@ -80,15 +51,17 @@ def nearest_neighbors(queries, database, k: int = 5, *, exclude_self: bool = Fal
     Raises:
         ValueError: A bad ``k`` or mismatched dimensions.
     """
-    q = np.asarray(queries, dtype=np.float32).reshape(len(queries), -1)
-    db = np.asarray(database, dtype=np.float32).reshape(len(database), -1)
+    exclude_self = _checks.flag("exclude_self", exclude_self)
+    q = _checks.images(queries, name="queries").numpy()
+    db = _checks.images(database, name="database").numpy()
+    q, db = q.reshape(len(q), -1), db.reshape(len(db), -1)
     if q.shape[1] != db.shape[1]:
         raise ValueError(
             "queries and database must have the same dimension. Received: "
             f"{q.shape[1]} and {db.shape[1]}"
         )
     extra = 1 if exclude_self else 0
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= len(db) - extra:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= len(db) - extra:
         raise ValueError(f"k must be in [1, {len(db) - extra}]. Received: k={k!r}")
     index = NearestNeighbors(n_neighbors=k + extra).fit(db)
     _, found = index.kneighbors(q)
@@ -100,16 +73,14 @@ def nearest_neighbors(queries, database, k: int = 5, *, exclude_self: bool = Fal
     return found
 
 
-def tsne(
-    vectors, *, perplexity: float = 30.0, pca_components: int | None = 50, seed: int = 0
-) -> np.ndarray:
+def tsne(vectors, *, perplexity: float = 30.0, seed: int = 0) -> np.ndarray:
     """Two-dimensional t-SNE embedding (van der Maaten & Hinton 2008) via scikit-learn.
 
+    Vectors with more than 50 dimensions are first reduced to 50 with PCA (faster, less noise).
+
     Args:
-        vectors: (n, d) features.
+        vectors: (n, d) finite features.
         perplexity: t-SNE's perplexity, smaller than n.
-        pca_components: Reduce to this many dimensions with PCA first (faster, less noise);
-            ``None`` skips it.
         seed: Seed of the PCA and t-SNE.
 
     Returns:
@@ -118,65 +89,79 @@ def tsne(
     Raises:
         ValueError: A perplexity not below the number of points.
     """
-    x = np.asarray(vectors, dtype=np.float32).reshape(len(vectors), -1)
-    if not 0 < perplexity < len(x):
+    x = _checks.images(vectors, name="vectors").numpy()
+    x = x.reshape(len(x), -1)
+    perplexity = _checks.number("perplexity", perplexity, positive=True)
+    seed = _checks.integer("seed", seed, minimum=0)
+    if not perplexity < len(x):
         raise ValueError(
             f"perplexity must be in (0, {len(x)}) for {len(x)} points. "
             f"Received: perplexity={perplexity!r}"
         )
-    if pca_components is not None and x.shape[1] > pca_components:
-        x = PCA(n_components=min(pca_components, len(x)), random_state=seed).fit_transform(x)
+    if x.shape[1] > _PCA_COMPONENTS:
+        x = PCA(n_components=min(_PCA_COMPONENTS, len(x)), random_state=seed).fit_transform(x)
     embedding = TSNE(
         n_components=2, perplexity=perplexity, init="pca", random_state=seed
     ).fit_transform(x)
     return embedding.astype(np.float32)
 
 
-def receptive_field(model: keras.Model, layer_name: str) -> tuple[int, int, int, int]:
-    """Receptive field and stride of a layer's units, measured by backpropagation.
+def measured_receptive_field(
+    model: keras.Model, layer_name: str, *, return_mask: bool = False
+) -> tuple[int, int, int, int] | tuple[tuple[int, int, int, int], np.ndarray]:
+    """Receptive field and stride of a layer's units, *measured* by backpropagation.
 
     The gradient of the centre unit (summed over channels) with respect to a random input is
     non-zero exactly on the pixels that unit sees; the stride is the input size over the
-    feature-map size.
+    feature-map size. :func:`cnn_utils.shapes.receptive_field` computes the same size from the
+    kernel sizes and strides; this one reads it off any built model.
 
     Args:
         model: A built model with a fixed input size.
         layer_name: A layer with 4-D output.
+        return_mask: Also return the (H, W) boolean mask of the pixels the unit sees.
 
     Returns:
-        ``(size_h, size_w, stride_h, stride_w)`` in input pixels.
+        ``(size_h, size_w, stride_h, stride_w)`` in input pixels; with ``return_mask``, the
+        pair ``(sizes, mask)``.
 
     Raises:
-        ValueError: An unknown layer or one without 4-D output.
+        ValueError: An unknown layer, one without 4-D output, or a layer whose output does
+            not depend on the input.
     """
-    import tensorflow as tf
-
-    ensure_built(model)
-    output = get_layer(model, layer_name).output
+    return_mask = _checks.flag("return_mask", return_mask)
+    probe.ensure_built(model)
+    output = probe.layer(model, layer_name).output
     if len(output.shape) != 4:
         raise ValueError(
-            f"layer_name must name a layer with 4-D output. Received: layer_name={layer_name!r}"
+            f"layer_name must name a layer with 4-D output. Received: layer_name={layer_name!r} "
+            f"with output shape {tuple(output.shape)}"
         )
-    height, width = model.inputs[0].shape[1:3]
+    shape = tuple(model.inputs[0].shape[1:])
+    if any(d is None for d in shape):
+        raise ValueError(
+            f"model must have a fixed input size to measure a receptive field. Received: a "
+            f"model with input shape {shape}"
+        )
+    height, width = shape[:2]
     fh, fw = output.shape[1:3]
-    probe = keras.Model(model_input(model), output)
-    x = tf.constant(
-        np.random.default_rng(0).random((1, *model.inputs[0].shape[1:]), dtype=np.float32)
-    )
+    unit_model = probe.layer_model(model, layer_name)
+    x = tf.constant(np.random.default_rng(0).random((1, *shape), dtype=np.float32))
     with tf.GradientTape() as tape:
         tape.watch(x)
-        a = probe(x, training=False)
+        a = tf.cast(unit_model(x, training=False), tf.float32)
         unit = tf.reduce_sum(tf.abs(a[:, fh // 2, fw // 2, :]))
-    grad = np.abs(tape.gradient(unit, x).numpy()[0]).sum(axis=-1)
-    rows, cols = np.nonzero(grad)
-    if len(rows) == 0:
-        return height, width, max(1, height // fh), max(1, width // fw)
-    return (
-        int(rows.max() - rows.min() + 1),
-        int(cols.max() - cols.min() + 1),
-        max(1, height // fh),
-        max(1, width // fw),
+    what = f"layer {layer_name!r} with respect to the input"
+    grad = probe.gradient(tape, unit, x, what=what)
+    mask = np.abs(keras.ops.convert_to_numpy(tf.cast(grad, tf.float32))[0]).sum(axis=-1) > 0
+    rows, cols = np.nonzero(mask)
+    sizes = (
+        (int(rows.max() - rows.min() + 1), int(cols.max() - cols.min() + 1))
+        if len(rows)
+        else (height, width)
     )
+    result = (*sizes, max(1, height // fh), max(1, width // fw))
+    return (result, mask) if return_mask else result
 
 
 def top_activating_patches(
@@ -208,26 +193,20 @@ def top_activating_patches(
     Raises:
         ValueError: An unknown layer, a channel out of range, a bad ``k``.
     """
-    ensure_built(model)
-    output = get_layer(model, layer_name).output
+    probe.ensure_built(model)
+    output = probe.layer(model, layer_name).output
     channels = output.shape[-1]
-    if isinstance(filter_index, bool) or not 0 <= int(filter_index) < channels:
+    filter_index = _checks.integer("filter_index", filter_index, minimum=0)
+    if filter_index >= channels:
         raise ValueError(
             f"filter_index must be in [0, {channels}). Received: filter_index={filter_index!r}"
         )
-    x = np.asarray(x, dtype=np.float32)
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= len(x):
+    x = _checks.images(x, rank=4).numpy()
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= len(x):
         raise ValueError(f"k must be in [1, {len(x)}]. Received: k={k!r}")
-    size_h, size_w, stride_h, stride_w = receptive_field(model, layer_name)
-    probe = keras.Model(model_input(model), output)
-    maps = np.concatenate(
-        [
-            keras.ops.convert_to_numpy(probe(x[i : i + batch_size], training=False))[
-                ..., int(filter_index)
-            ]
-            for i in range(0, len(x), batch_size)
-        ]
-    )
+    size_h, size_w, stride_h, stride_w = measured_receptive_field(model, layer_name)
+    maps = probe.features(model, x, layer_name, batch_size=batch_size, flatten=False)
+    maps = maps[..., filter_index]
     flat = maps.reshape(len(maps), -1)
     best_position = flat.argmax(axis=1)
     best_value = flat.max(axis=1)

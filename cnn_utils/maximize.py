@@ -1,10 +1,13 @@
 """Images that a network likes: activation maximisation, class visualisation, inversion, dreams.
 
+Images live in [0, 1] (pixels scaled by 1/255; :func:`cnn_utils.imagenet.pixel_model` puts an
+ImageNet network on that scale).
+
 One gradient-ascent loop over the input pixels, :func:`optimize_input`, serves every method.
 What it maximises is composed from small callables, as in tf-keras-vis:
 
 * an **objective** maps the activations of some layers to one score per image:
-  :class:`FilterMean`, :class:`Neuron`, :class:`ClassScore`, :class:`FeatureMatch`,
+  :class:`FilterMean`, :class:`ClassScore`, :class:`FeatureMatch`,
   :class:`LayerNorm`, :class:`StyleContent`;
 * **regularisers** are penalties subtracted from the score: :class:`L2`,
   :class:`TotalVariation`;
@@ -13,8 +16,9 @@ What it maximises is composed from small callables, as in tf-keras-vis:
   :class:`ClipSmallGradients` modify the image after each update (Yosinski et al. 2015).
 
 Each step is I <- I + lr * g / rms(g) with g the gradient of score - penalties (normalised per
-image, so that ``learning_rate`` is in pixel units), then the image is clipped to
-``value_range``. The step runs as one ``tf.function`` traced once per call.
+image, so that ``learning_rate`` is in pixel units), then the image is clipped to [0, 1]. The
+step runs as one ``tf.function`` traced once per call, in float32 also under a mixed precision
+policy (the activations are cast to float32 before the objective).
 
 References:
     Erhan et al. 2009, "Visualizing higher-layer features of a deep network".
@@ -33,40 +37,39 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from cnn_utils.saliency import check_logits, ensure_built, get_layer, model_input
+from cnn_utils import _checks, probe
 
 _EPS = 1e-8
+_VALUE_RANGE = (0.0, 1.0)  # pixels scaled to [0, 1]; every image is clipped to it
+_INIT_SCALE = 0.1  # noise of the random start around grey 0.5
 LOGITS = None
 """Key of the model's own output (the logits) among the activations an objective receives."""
 
 
-def _int_list(argname: str, value, batch: int | None = None) -> np.ndarray:
+def _int_list(argname: str, value, limit: int | None = None) -> np.ndarray:
+    """One integer or a non-empty sequence of integers, in ``[0, limit)`` when given."""
     array = np.atleast_1d(np.asarray(value))
-    if array.ndim != 1 or array.size == 0 or not np.issubdtype(array.dtype, np.integer):
+    if (
+        isinstance(value, bool)
+        or array.ndim != 1
+        or array.size == 0
+        or not np.issubdtype(array.dtype, np.integer)
+    ):
         raise ValueError(
             f"{argname} must be an integer or a sequence of integers. Received: {argname}={value!r}"
         )
-    if batch is not None and array.size == 1:
-        array = np.repeat(array, batch)
+    if limit is not None and (array.min() < 0 or array.max() >= limit):
+        raise ValueError(f"{argname} must be in [0, {limit}). Received: {argname}={value!r}")
     return array.astype(np.int32)
 
 
 def _check_weight(argname: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ValueError(f"{argname} must be a number >= 0. Received: {argname}={value!r}")
-    return float(value)
+    return _checks.number(argname, value, minimum=0)
 
 
-def _check_every(every: int) -> int:
-    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-        raise ValueError(f"every must be a positive integer. Received: every={every!r}")
-    return every
-
-
-def _check_percentile(percentile: float) -> float:
-    if not 0 <= percentile < 100:
-        raise ValueError(f"percentile must be in [0, 100). Received: percentile={percentile!r}")
-    return float(percentile)
+def _pixels(x, name: str) -> np.ndarray:
+    """A batch of finite images in [0, 1] (a 0..255 image is told to divide by 255)."""
+    return _checks.images(x, name=name, rank=4, value_range=_VALUE_RANGE).numpy()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -95,35 +98,6 @@ class FilterMean:
         return tf.gather(a, index, axis=1, batch_dims=1)
 
 
-class Neuron:
-    """One unit: the activation of channel k at one position (default: the centre).
-
-    Args:
-        layer_name: The layer.
-        filter_index: The channel (or Dense unit), or one per image.
-        position: (row, column) in the feature map; ``None`` is the centre.
-    """
-
-    def __init__(
-        self,
-        layer_name: str,
-        filter_index: int | Sequence[int],
-        position: tuple[int, int] | None = None,
-    ):
-        self.layer_names = (layer_name,)
-        self.filter_index = _int_list("filter_index", filter_index)
-        self.position = position
-
-    def __call__(self, activations: dict) -> tf.Tensor:
-        """Return the score of each image."""
-        a = activations[self.layer_names[0]]
-        if a.shape.rank == 4:
-            row, col = self.position or (a.shape[1] // 2, a.shape[2] // 2)
-            a = a[:, row, col, :]
-        index = tf.broadcast_to(tf.constant(self.filter_index), tf.shape(a)[:1])
-        return tf.gather(a, index, axis=1, batch_dims=1)
-
-
 class ClassScore:
     """The class score S_c before the softmax (Simonyan et al. 2014), or the probability.
 
@@ -138,7 +112,7 @@ class ClassScore:
     def __init__(self, class_index: int | Sequence[int], *, probability: bool = False):
         self.layer_names = (LOGITS,)
         self.class_index = _int_list("class_index", class_index)
-        self.probability = bool(probability)
+        self.probability = _checks.flag("probability", probability)
 
     def __call__(self, activations: dict) -> tf.Tensor:
         """Return the score of each image."""
@@ -315,9 +289,8 @@ class Jitter:
     stage = "before"
 
     def __init__(self, pixels: int = 2, seed: int | None = None):
-        if isinstance(pixels, bool) or not isinstance(pixels, int) or pixels < 0:
-            raise ValueError(f"pixels must be an integer >= 0. Received: pixels={pixels!r}")
-        self.pixels = pixels
+        self.pixels = _checks.integer("pixels", pixels, minimum=0)
+        seed = _checks.seed(seed)
         self.generator = tf.random.Generator.from_seed(0 if seed is None else seed)
 
     def __call__(self, x: tf.Tensor, step=None) -> tf.Tensor:
@@ -336,8 +309,7 @@ def gaussian_blur(x, sigma: float = 0.5) -> tf.Tensor:
     Returns:
         The blurred images (reflect padding at the borders), same shape.
     """
-    if not sigma > 0:
-        raise ValueError(f"sigma must be > 0. Received: sigma={sigma!r}")
+    sigma = _checks.number("sigma", sigma, positive=True)
     x = tf.convert_to_tensor(x, dtype=tf.float32)
     radius = max(1, int(np.ceil(3 * sigma)))
     taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
@@ -356,7 +328,7 @@ class _Every:
     stage = "after"
 
     def __init__(self, every: int):
-        self.every = _check_every(every)
+        self.every = _checks.positive_int("every", every)
 
     def apply(self, x: tf.Tensor, grads: tf.Tensor) -> tf.Tensor:
         raise NotImplementedError
@@ -380,9 +352,7 @@ class Blur(_Every):
 
     def __init__(self, sigma: float = 0.5, every: int = 4):
         super().__init__(every)
-        if not sigma > 0:
-            raise ValueError(f"sigma must be > 0. Received: sigma={sigma!r}")
-        self.sigma = float(sigma)
+        self.sigma = _checks.number("sigma", sigma, positive=True)
 
     def apply(self, x, grads):
         """Blur x."""
@@ -409,7 +379,7 @@ class ClipSmallValues(_Every):
 
     def __init__(self, percentile: float = 10.0, every: int = 1):
         super().__init__(every)
-        self.percentile = _check_percentile(percentile)
+        self.percentile = _checks.number("percentile", percentile, minimum=0, below=100)
 
     def apply(self, x, grads):
         """Zero the small pixels of x."""
@@ -427,7 +397,7 @@ class ClipSmallGradients(_Every):
 
     def __init__(self, percentile: float = 10.0, every: int = 1):
         super().__init__(every)
-        self.percentile = _check_percentile(percentile)
+        self.percentile = _checks.number("percentile", percentile, minimum=0, below=100)
 
     def apply(self, x, grads):
         """Zero the pixels of x with the smallest contribution."""
@@ -460,16 +430,19 @@ def yosinski_regularizers(
 # ---------------------------------------------------------------------------------------------
 
 
-def _input_shape(model: keras.Model, init) -> tuple[int, ...]:
+def _start(model: keras.Model, init, num_images: int, seed: int | None) -> np.ndarray:
+    """The starting images: ``init`` checked, or grey 0.5 plus seeded Gaussian noise."""
     if init is not None:
-        return tuple(np.shape(init)[1:])
+        return _pixels(init, "init")
     shape = tuple(model.inputs[0].shape[1:])
     if any(d is None for d in shape):
         raise ValueError(
             f"Model {model.name!r} accepts images of any size {shape}: pass init images. "
             "Received: init=None"
         )
-    return shape
+    rng = np.random.default_rng(seed)
+    noise = rng.standard_normal((num_images, *shape))
+    return np.clip(0.5 + _INIT_SCALE * noise, *_VALUE_RANGE).astype(np.float32)
 
 
 def optimize_input(
@@ -482,8 +455,6 @@ def optimize_input(
     transforms: Sequence = (),
     steps: int = 100,
     learning_rate: float = 0.05,
-    value_range: tuple[float, float] | None = (0.0, 1.0),
-    init_scale: float = 0.1,
     seed: int | None = None,
     verbose: int = 1,
     return_history: bool = False,
@@ -491,44 +462,60 @@ def optimize_input(
     """Gradient ascent on the input pixels: I* = argmax_I objective(I) - sum of penalties.
 
     Args:
-        model: A built Keras model (Sequential, functional, with course blocks).
+        model: A built Keras model (Sequential, functional, with course blocks) on [0, 1]
+            pixels.
         objective: A callable mapping ``{layer_name: activations}`` (``None`` for the
             logits) to one score per image, with a ``layer_names`` attribute.
         num_images: Images optimised at once when ``init`` is None.
-        init: Starting images (batch, H, W, C); ``None`` starts from grey 0.5 plus Gaussian
-            noise of standard deviation ``init_scale``.
+        init: Starting images (batch, H, W, C) in [0, 1]; ``None`` starts from grey 0.5 plus
+            Gaussian noise of standard deviation 0.1.
         regularizers: Penalties ``r(x) -> (batch,)`` subtracted from the score.
         transforms: :class:`Jitter` (before the model) and after-step transforms.
         steps: Number of ascent steps, >= 1.
         learning_rate: Step size in pixel units (the gradient is RMS-normalised), > 0.
-        value_range: Clip the image to (low, high) after each step; ``None`` does not clip.
-        init_scale: Noise level of the random start.
         seed: Seed of the random start.
         verbose: 1 shows a progress bar with the score; 0 is silent.
         return_history: Also return the mean objective of every step.
 
     Returns:
-        float32 array (batch, H, W, C); with ``return_history`` a pair ``(images, scores)``.
+        float32 array (batch, H, W, C) in [0, 1]; with ``return_history`` a pair
+        ``(images, scores)``.
 
     Raises:
-        ValueError: Bad steps or learning rate, an unknown layer name.
+        ValueError: Bad steps, learning rate, seed or start images, an unknown layer name, or
+            an objective that does not depend on the input.
     """
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive integer. Received: steps={steps!r}")
-    if not learning_rate > 0:
-        raise ValueError(f"learning_rate must be > 0. Received: learning_rate={learning_rate!r}")
-    ensure_built(model)
-    keys = list(objective.layer_names)
-    outputs = [model.outputs[0] if k is LOGITS else get_layer(model, k).output for k in keys]
-    probe = keras.Model(model_input(model), outputs)
-    shape = _input_shape(model, init)
-    if init is None:
-        rng = np.random.default_rng(seed)
-        init = 0.5 + init_scale * rng.standard_normal((num_images, *shape))
-    x = tf.constant(np.asarray(init, dtype=np.float32))
+    probe.ensure_built(model)
+    steps = _checks.positive_int("steps", steps)
+    learning_rate = _checks.number("learning_rate", learning_rate, positive=True)
+    num_images = _checks.positive_int("num_images", num_images)
+    seed = _checks.seed(seed)
+    _checks.one_of("verbose", verbose, (0, 1))
+    return_history = _checks.flag("return_history", return_history)
+    keys = list(getattr(objective, "layer_names", ()))
+    if not callable(objective) or not keys:
+        raise ValueError(
+            "objective must be a callable with a non-empty layer_names attribute (e.g. "
+            f"FilterMean, ClassScore). Received: objective={objective!r}"
+        )
+    activations_model = probe.layer_model(model, keys)
+    x = tf.constant(_start(model, init, num_images, seed))
     before = [t for t in transforms if getattr(t, "stage", "after") == "before"]
     after = [t for t in transforms if getattr(t, "stage", "after") != "before"]
-    low, high = value_range if value_range is not None else (None, None)
+    low, high = _VALUE_RANGE
+
+    def scores(seen):
+        values = activations_model(seen, training=False)
+        values = values if isinstance(values, (list, tuple)) else [values]
+        values = [tf.cast(v, tf.float32) for v in values]  # float16 under mixed precision
+        return objective(dict(zip(keys, values, strict=True)))
+
+    # Once, before the loop: a score that ignores the image (a disconnected graph) is an error,
+    # even when the penalties alone would still give a gradient.
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        score = tf.reduce_sum(scores(x))
+    probe.gradient(tape, score, x, what="the objective with respect to the image")
 
     @tf.function(reduce_retracing=True)
     def step(x, t, lr):
@@ -537,26 +524,21 @@ def optimize_input(
             seen = x
             for transform in before:
                 seen = transform(seen, step=t)
-            values = probe(seen, training=False)
-            values = values if isinstance(values, (list, tuple)) else [values]
-            score = objective(dict(zip(keys, values, strict=True)))
+            score = scores(seen)
             total = score
             for regularizer in regularizers:
                 total = total - regularizer(x)
             total = tf.reduce_sum(total)
-        grads = tape.gradient(total, x)
-        grads = tf.zeros_like(x) if grads is None else grads
+        grads = probe.gradient(tape, total, x, what="the objective with respect to the image")
         rms = tf.sqrt(tf.reduce_mean(tf.square(grads), axis=(1, 2, 3), keepdims=True))
         grads = grads / tf.maximum(rms, _EPS)
         x = x + lr * grads
         for transform in after:
             x = transform(x, grads=grads, step=t)
-        if low is not None:
-            x = tf.clip_by_value(x, low, high)
-        return x, tf.reduce_mean(score)
+        return tf.clip_by_value(x, low, high), tf.reduce_mean(score)
 
     bar = keras.utils.Progbar(steps, stateful_metrics=["score"]) if verbose else None
-    lr = tf.constant(float(learning_rate))
+    lr = tf.constant(learning_rate, tf.float32)
     history = []
     for t in range(steps):
         x, score = step(x, tf.constant(t + 1), lr)
@@ -572,17 +554,6 @@ def optimize_input(
 # ---------------------------------------------------------------------------------------------
 
 
-def _check_filters(model: keras.Model, layer_name: str, filter_index) -> np.ndarray:
-    indices = _int_list("filter_index", filter_index)
-    channels = get_layer(model, layer_name).output.shape[-1]
-    if indices.min() < 0 or indices.max() >= channels:
-        raise ValueError(
-            f"filter_index must be in [0, {channels}) for layer {layer_name!r}. "
-            f"Received: filter_index={filter_index!r}"
-        )
-    return indices
-
-
 def maximize_activation(
     model: keras.Model,
     layer_name: str,
@@ -592,11 +563,10 @@ def maximize_activation(
     learning_rate: float = 0.05,
     regularizers: Sequence | None = None,
     transforms: Sequence | None = None,
-    neuron: bool = False,
     init=None,
     seed: int | None = None,
     verbose: int = 1,
-    **kwargs,
+    return_history: bool = False,
 ) -> np.ndarray:
     """Visualise filters by gradient ascent: I* = argmax_I mean(f_k(I)) - alpha * Omega(I).
 
@@ -604,32 +574,33 @@ def maximize_activation(
     (:func:`yosinski_regularizers`).
 
     Args:
-        model: A built Keras model.
+        model: A built Keras model on [0, 1] pixels.
         layer_name: The layer.
         filter_index: One channel, or several (one image each, optimised together).
         steps: Ascent steps.
         learning_rate: Step size in pixel units.
         regularizers: Penalties; ``None`` takes the default set, ``()`` none.
         transforms: Transforms; ``None`` takes the default set, ``()`` none.
-        neuron: Maximise the centre unit of the channel (:class:`Neuron`) instead of its mean.
-        init: Starting images; ``None`` is seeded noise.
+        init: Starting images in [0, 1]; ``None`` is seeded noise.
         seed: Seed of the start and of the jitter.
         verbose: 1 shows progress, 0 is silent.
-        **kwargs: Passed to :func:`optimize_input` (``value_range``, ``return_history``...).
+        return_history: Also return the mean objective of every step.
 
     Returns:
-        float32 images (n_filters, H, W, C).
+        float32 images (n_filters, H, W, C) (with ``return_history``, also the history).
 
     Raises:
-        ValueError: An unknown layer (the message lists the names) or a filter out of range.
+        ValueError: An unknown layer (the message lists the names), a filter out of range, or
+            a bad setting of :func:`optimize_input`.
     """
-    ensure_built(model)
-    indices = _check_filters(model, layer_name, filter_index)
+    probe.ensure_built(model)
+    channels = probe.layer(model, layer_name).output.shape[-1]
+    indices = _int_list("filter_index", filter_index, channels)
+    seed = _checks.seed(seed)
     default_regs, default_transforms = yosinski_regularizers(seed=seed)
-    objective = (Neuron if neuron else FilterMean)(layer_name, indices)
     return optimize_input(
         model,
-        objective,
+        FilterMean(layer_name, indices),
         num_images=len(indices),
         init=init,
         regularizers=default_regs if regularizers is None else regularizers,
@@ -638,7 +609,7 @@ def maximize_activation(
         learning_rate=learning_rate,
         seed=seed,
         verbose=verbose,
-        **kwargs,
+        return_history=return_history,
     )
 
 
@@ -654,7 +625,7 @@ def visualize_class(
     init=None,
     seed: int | None = None,
     verbose: int = 1,
-    **kwargs,
+    return_history: bool = False,
 ) -> np.ndarray:
     """Class model visualisation (Simonyan et al. 2014): I* = argmax_I S_c(I) - lambda ||I||^2.
 
@@ -663,32 +634,31 @@ def visualize_class(
     default set of :func:`yosinski_regularizers` is used.
 
     Args:
-        model: A model that outputs logits.
+        model: A model on [0, 1] pixels that outputs logits.
         class_index: One class, or several (one image each).
         steps: Ascent steps.
         learning_rate: Step size in pixel units.
         regularizers: Penalties; ``None`` takes the default set, ``()`` none.
         transforms: Transforms; ``None`` takes the default set, ``()`` none.
         probability: Maximise p_c rather than S_c.
-        init: Starting images; ``None`` is seeded noise.
+        init: Starting images in [0, 1]; ``None`` is seeded noise.
         seed: Seed of the start and of the jitter.
         verbose: 1 shows progress, 0 is silent.
-        **kwargs: Passed to :func:`optimize_input`.
+        return_history: Also return the mean objective of every step.
 
     Returns:
-        float32 images (n_classes, H, W, C).
+        float32 images (n_classes, H, W, C) (with ``return_history``, also the history).
 
     Raises:
-        ValueError: A softmax output or a class out of range.
+        ValueError: A model that outputs probabilities, a class out of range, or a bad setting
+            of :func:`optimize_input`.
     """
-    ensure_built(model)
-    check_logits(model)
-    indices = _int_list("class_index", class_index)
-    num_classes = model.outputs[0].shape[-1]
-    if indices.min() < 0 or indices.max() >= num_classes:
-        raise ValueError(
-            f"class_index must be in [0, {num_classes}). Received: class_index={class_index!r}"
-        )
+    probe.ensure_built(model)
+    num_classes = _checks.logits_model(model, None if init is None else _pixels(init, "init"))
+    if num_classes is None:
+        num_classes = model.outputs[0].shape[-1]
+    indices = _int_list("class_index", class_index, num_classes)
+    seed = _checks.seed(seed)
     default_regs, default_transforms = yosinski_regularizers(seed=seed)
     return optimize_input(
         model,
@@ -701,15 +671,8 @@ def visualize_class(
         learning_rate=learning_rate,
         seed=seed,
         verbose=verbose,
-        **kwargs,
+        return_history=return_history,
     )
-
-
-def layer_features(model: keras.Model, layer_name: str, x) -> np.ndarray:
-    """Activations of ``layer_name`` on images ``x`` (inference mode)."""
-    ensure_built(model)
-    probe = keras.Model(model_input(model), get_layer(model, layer_name).output)
-    return keras.ops.convert_to_numpy(probe(np.asarray(x, np.float32), training=False))
 
 
 def invert_features(
@@ -720,50 +683,47 @@ def invert_features(
     steps: int = 200,
     learning_rate: float = 0.05,
     tv_weight: float = 0.05,
-    l2_weight: float = 0.0,
     transforms: Sequence = (),
     seed: int | None = None,
     verbose: int = 1,
-    **kwargs,
+    return_history: bool = False,
 ):
-    """Pre-image (Mahendran & Vedaldi 2015): min_I ||Phi(I) - Phi_0||^2 + R_TV(I) + R_alpha(I).
+    """Pre-image (Mahendran & Vedaldi 2015): min_I ||Phi(I) - Phi_0||^2 / ||Phi_0||^2 + R_TV(I).
 
     Starts from seeded noise and matches the features Phi_0 = Phi(x) of the layer.
 
     Args:
-        model: A built Keras model.
+        model: A built Keras model on [0, 1] pixels.
         layer_name: The layer Phi.
-        x: The images to invert (batch, H, W, C).
+        x: The images to invert (batch, H, W, C), in [0, 1].
         steps: Ascent steps.
         learning_rate: Step size in pixel units.
-        tv_weight: Weight of the total-variation prior.
-        l2_weight: Weight of the L2 (alpha-norm with alpha = 2) prior.
+        tv_weight: Weight of the total-variation prior, >= 0.
         transforms: Extra transforms.
         seed: Seed of the start.
         verbose: 1 shows progress, 0 is silent.
-        **kwargs: Passed to :func:`optimize_input` (``return_history``...).
+        return_history: Also return minus the relative feature distance of every step.
 
     Returns:
-        float32 reconstructions shaped like x (with ``return_history``, also the history of
-        minus the relative feature distance).
+        float32 reconstructions shaped like x (with ``return_history``, also the history).
 
     Raises:
-        ValueError: An unknown layer.
+        ValueError: An unknown layer, images outside [0, 1], or a bad setting of
+            :func:`optimize_input`.
     """
-    x = np.asarray(x, dtype=np.float32)
-    target = layer_features(model, layer_name, x)
-    regularizers = [TotalVariation(tv_weight)] + ([L2(l2_weight)] if l2_weight else [])
+    x = _pixels(x, "x")
+    target = probe.features(model, x, layer_name, flatten=False)
     return optimize_input(
         model,
         FeatureMatch(layer_name, target),
         num_images=len(x),
-        regularizers=regularizers,
+        regularizers=[TotalVariation(tv_weight)],
         transforms=transforms,
         steps=steps,
         learning_rate=learning_rate,
         seed=seed,
         verbose=verbose,
-        **kwargs,
+        return_history=return_history,
     )
 
 
@@ -778,7 +738,7 @@ def deep_dream(
     transforms: Sequence | None = None,
     seed: int | None = None,
     verbose: int = 1,
-    **kwargs,
+    return_history: bool = False,
 ) -> np.ndarray:
     """DeepDream (Mordvintsev et al. 2015): start from an image, amplify what layers detect.
 
@@ -786,24 +746,27 @@ def deep_dream(
     ``transforms=None`` a jitter of 1 pixel is applied.
 
     Args:
-        model: A built Keras model.
+        model: A built Keras model on [0, 1] pixels.
         layer_names: One layer or several.
-        image: Starting images (batch, H, W, C).
+        image: Starting images (batch, H, W, C), in [0, 1].
         steps: Ascent steps.
         learning_rate: Step size in pixel units.
         regularizers: Penalties (none by default).
         transforms: Transforms; ``None`` is a 1-pixel jitter.
         seed: Seed of the jitter.
         verbose: 1 shows progress, 0 is silent.
-        **kwargs: Passed to :func:`optimize_input`.
+        return_history: Also return the mean objective of every step.
 
     Returns:
-        The dreamed images, float32, shaped like ``image``.
+        The dreamed images, float32, shaped like ``image`` (with ``return_history``, also the
+        history).
 
     Raises:
-        ValueError: An unknown layer.
+        ValueError: An unknown layer, an image outside [0, 1], or a bad setting of
+            :func:`optimize_input`.
     """
-    image = np.asarray(image, dtype=np.float32)
+    image = _pixels(image, "image")
+    seed = _checks.seed(seed)
     return optimize_input(
         model,
         LayerNorm(layer_names),
@@ -814,7 +777,7 @@ def deep_dream(
         learning_rate=learning_rate,
         seed=seed,
         verbose=verbose,
-        **kwargs,
+        return_history=return_history,
     )
 
 
@@ -830,18 +793,18 @@ def style_transfer(
     tv_weight: float = 0.01,
     steps: int = 200,
     learning_rate: float = 0.02,
-    seed: int | None = None,
     verbose: int = 1,
-    **kwargs,
+    return_history: bool = False,
 ) -> np.ndarray:
     """Neural style transfer (Gatys et al. 2015): optimise the pixels of the content image.
 
     Content from one deep layer, style as Gram matrices F^T F of several layers
-    (:class:`StyleContent`), plus a total-variation prior.
+    (:class:`StyleContent`), plus a total-variation prior. Deterministic: it starts from the
+    content image and uses no jitter.
 
     Args:
-        model: A built Keras model (e.g. VGG16 without its top).
-        content_image: (1, H, W, C) or (H, W, C).
+        model: A built Keras model on [0, 1] pixels (e.g. :func:`cnn_utils.imagenet.pixel_model`).
+        content_image: (1, H, W, C) or (H, W, C), in [0, 1].
         style_image: Same shape as the content image.
         content_layer: The content layer.
         style_layers: The style layers.
@@ -850,30 +813,36 @@ def style_transfer(
         tv_weight: Weight of the total-variation prior.
         steps: Ascent steps.
         learning_rate: Step size in pixel units.
-        seed: Seed (unused by the deterministic loop; kept for symmetry).
         verbose: 1 shows progress, 0 is silent.
-        **kwargs: Passed to :func:`optimize_input` (``value_range`` for other pixel scales).
+        return_history: Also return the objective of every step.
 
     Returns:
-        float32 image(s) (1, H, W, C).
+        float32 image(s) (1, H, W, C) (with ``return_history``, also the history).
 
     Raises:
-        ValueError: Images of different shapes or unknown layers.
+        ValueError: Images of different shapes or outside [0, 1], unknown layers, or a bad
+            setting of :func:`optimize_input`.
     """
-    content = np.asarray(content_image, dtype=np.float32)
-    style = np.asarray(style_image, dtype=np.float32)
-    content = content[None] if content.ndim == 3 else content
-    style = style[None] if style.ndim == 3 else style
+
+    def one_image(image, name: str) -> np.ndarray:
+        image = image[None] if np.ndim(image) == 3 else image
+        return _pixels(image, name)
+
+    content = one_image(content_image, "content_image")
+    style = one_image(style_image, "style_image")
     if content.shape != style.shape:
         raise ValueError(
             "style_image must have the content image's shape. Received: "
             f"content_image shape {content.shape}, style_image shape {style.shape}"
         )
-    ensure_built(model)
+    if isinstance(style_layers, str):
+        style_layers = [style_layers]
     names = [content_layer, *style_layers]
-    probe = keras.Model(model_input(model), [get_layer(model, n).output for n in names])
-    content_target = probe(content, training=False)[0]
-    style_grams = [gram_matrix(a) for a in probe(style, training=False)[1:]]
+    activations = probe.layer_model(model, names)
+    content_target = tf.cast(activations(content, training=False)[0], tf.float32)
+    style_grams = [
+        gram_matrix(tf.cast(a, tf.float32)) for a in activations(style, training=False)[1:]
+    ]
     objective = StyleContent(
         content_layer,
         content_target,
@@ -889,7 +858,6 @@ def style_transfer(
         regularizers=[TotalVariation(tv_weight)],
         steps=steps,
         learning_rate=learning_rate,
-        seed=seed,
         verbose=verbose,
-        **kwargs,
+        return_history=return_history,
     )

@@ -3,28 +3,22 @@
 import keras
 import numpy as np
 import pytest
+from conftest import build_named_model
 
-from cnn_utils import embed
+from cnn_utils import embed, shapes
 
 
 @pytest.fixture(scope="module")
 def model():
-    keras.utils.set_random_seed(0)
-    layers = keras.layers
-    inputs = keras.Input((8, 8, 1))
-    h = layers.Conv2D(3, 3, padding="same", activation="relu", name="conv1")(inputs)
-    h = layers.Conv2D(4, 3, padding="same", activation="relu", name="conv2")(h)
-    h = layers.MaxPooling2D(2, name="pool")(h)
-    h = layers.Flatten(name="flatten")(h)
-    h = layers.Dense(5, activation="relu", name="fc")(h)
-    h = layers.Dropout(0.5, name="drop")(h)
-    return keras.Model(inputs, layers.Dense(2, name="logits")(h))
+    """conv1 -> conv2 -> pool -> flatten -> fc -> drop -> logits (the shared named model)."""
+    return build_named_model()
 
 
 def test_features_default_to_the_penultimate_layer(model):
     x = np.random.default_rng(0).random((7, 8, 8, 1), dtype=np.float32)
     assert embed.penultimate_layer(model) == "fc"  # dropout skipped
     assert embed.features(model, x, batch_size=3).shape == (7, 5)
+    assert embed.features(model, x, batch_size=np.int64(3)).shape == (7, 5)
     assert embed.features(model, x, "conv2").shape == (7, 8 * 8 * 4)
     with pytest.raises(ValueError, match=r"layer_name must be one of.*'fc'"):
         embed.features(model, x, "nope")
@@ -53,10 +47,25 @@ def test_tsne_separates_clusters():
         embed.tsne(vectors, perplexity=100)
 
 
-def test_receptive_field_of_two_3x3_convolutions(model):
-    assert embed.receptive_field(model, "conv1")[:2] == (3, 3)
-    assert embed.receptive_field(model, "conv2") == (5, 5, 1, 1)
-    assert embed.receptive_field(model, "pool")[2:] == (2, 2)
+def test_measured_receptive_field_of_two_3x3_convolutions(model):
+    assert embed.measured_receptive_field(model, "conv1")[:2] == (3, 3)
+    assert embed.measured_receptive_field(model, "conv2") == (5, 5, 1, 1)
+    assert embed.measured_receptive_field(model, "pool")[2:] == (2, 2)
+    (size, _, _, _), mask = embed.measured_receptive_field(model, "conv2", return_mask=True)
+    assert mask.shape == (8, 8) and mask.sum() == 25 and size == shapes.receptive_field([3, 3])
+    with pytest.raises(ValueError, match="4-D output"):
+        embed.measured_receptive_field(model, "fc")
+    with pytest.raises(ValueError, match="layer_name must be one of"):
+        embed.measured_receptive_field(model, "nope")
+
+
+def test_measured_receptive_field_of_a_disconnected_layer_is_a_clear_error():
+    inputs = keras.Input((8, 8, 1))
+    h = keras.layers.Conv2D(2, 3, padding="same", name="conv")(inputs)
+    cut = keras.layers.Lambda(lambda t: keras.ops.stop_gradient(t), name="cut")(h)
+    model = keras.Model(inputs, cut)
+    with pytest.raises(ValueError, match="gradient of layer 'cut'.* is None"):
+        embed.measured_receptive_field(model, "cut")
 
 
 def test_top_activating_patches(model):
@@ -68,3 +77,51 @@ def test_top_activating_patches(model):
     assert values[0] == pytest.approx(activations[..., 1].max(), rel=1e-5)
     with pytest.raises(ValueError, match="filter_index"):
         embed.top_activating_patches(model, "conv2", 4, x)
+
+
+_DB = np.random.default_rng(0).random((6, 4), dtype=np.float32)
+_NAN = _DB.copy()
+_NAN[1, 1] = np.nan
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda m, x: embed.features(m, x, batch_size=0), "batch_size must be a positive"),
+        (lambda m, x: embed.features(m, x, batch_size=1.5), "batch_size must be a positive"),
+        (lambda m, x: embed.features(m, np.full_like(x, np.nan)), "x must be finite"),
+        (lambda m, x: embed.nearest_neighbors(_NAN, _DB), "queries must be finite"),
+        (lambda m, x: embed.nearest_neighbors(_DB, _NAN), "database must be finite"),
+        (lambda m, x: embed.nearest_neighbors(_DB, _DB, k=2.0), "k must be in"),
+        (lambda m, x: embed.nearest_neighbors(_DB, _DB, k=0), "k must be in"),
+        (lambda m, x: embed.nearest_neighbors(_DB, _DB, exclude_self=1), "exclude_self must"),
+        (lambda m, x: embed.tsne(_NAN, perplexity=2), "vectors must be finite"),
+        (lambda m, x: embed.tsne(_DB, perplexity=float("nan")), "perplexity must be finite"),
+        (lambda m, x: embed.tsne(_DB, perplexity=0), "perplexity must be > 0"),
+        (lambda m, x: embed.tsne(_DB, perplexity=2, seed=-1), "seed must be >= 0"),
+        (lambda m, x: embed.measured_receptive_field(m, "conv1", return_mask="y"), "return_mask"),
+        (lambda m, x: embed.top_activating_patches(m, "conv2", 1.0, x), "filter_index must be"),
+        (lambda m, x: embed.top_activating_patches(m, "conv2", -1, x), "filter_index must be"),
+        (lambda m, x: embed.top_activating_patches(m, "nope", 0, x), "layer_name must be one"),
+        (lambda m, x: embed.top_activating_patches(m, "conv2", 0, x, k=0), "k must be in"),
+        (lambda m, x: embed.top_activating_patches(m, "conv2", 0, x[0]), "x must be a batch"),
+    ],
+)
+def test_bad_inputs_give_clear_errors(model, call, message):
+    x = np.random.default_rng(0).random((3, 8, 8, 1), dtype=np.float32)
+    with pytest.raises(ValueError, match=message):
+        call(model, x)
+
+
+def test_features_and_receptive_field_under_mixed_float16():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = build_named_model()
+        x = np.random.default_rng(0).random((5, 8, 8, 1), dtype=np.float32)
+        out = embed.features(model, x, "conv2", batch_size=2)
+        assert out.dtype == np.float32 and out.shape == (5, 256) and np.isfinite(out).all()
+        assert embed.measured_receptive_field(model, "conv2") == (5, 5, 1, 1)
+        patches, _, _ = embed.top_activating_patches(model, "conv2", 0, x, k=2)
+        assert patches.shape == (2, 5, 5, 1)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")

@@ -5,11 +5,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cnn_utils import blocks, maximize
+from cnn_utils import blocks, maximize, probe
 
 
-@pytest.fixture(scope="module")
-def model():
+def _build():
     keras.utils.set_random_seed(0)
     layers = keras.layers
     inputs = keras.Input((8, 8, 1))
@@ -18,6 +17,15 @@ def model():
     h = layers.Conv2D(6, 3, padding="same", activation="relu", name="conv3")(h)
     h = layers.GlobalAveragePooling2D(name="gap")(h)
     return keras.Model(inputs, layers.Dense(3, name="logits")(h))
+
+
+@pytest.fixture(scope="module")
+def model():
+    return _build()
+
+
+def _features(model, layer_name, x):
+    return probe.features(model, x, layer_name, flatten=False)
 
 
 def _high_frequency_energy(x):
@@ -94,13 +102,13 @@ def test_visualize_class_raises_the_logit_and_is_seeded(model):
 
 def test_invert_features_lowers_the_feature_distance(model):
     x = np.random.default_rng(1).random((2, 8, 8, 1), dtype=np.float32)
-    target = maximize.layer_features(model, "conv1", x)
+    target = _features(model, "conv1", x)
     start = np.full_like(x, 0.5)
-    before = np.mean((maximize.layer_features(model, "conv1", start) - target) ** 2)
+    before = np.mean((_features(model, "conv1", start) - target) ** 2)
     images, history = maximize.invert_features(
         model, "conv1", x, steps=60, seed=0, verbose=0, return_history=True
     )
-    after = np.mean((maximize.layer_features(model, "conv1", images) - target) ** 2)
+    after = np.mean((_features(model, "conv1", images) - target) ** 2)
     assert after < 0.2 * before
     assert -history[-1] < 0.2 * -history[0]
 
@@ -116,7 +124,7 @@ def test_deep_dream_amplifies_the_layer(model):
 def test_style_transfer_and_gram_matrices(model):
     rng = np.random.default_rng(3)
     content, style = rng.random((2, 1, 8, 8, 1), dtype=np.float32)
-    gram = maximize.gram_matrix(maximize.layer_features(model, "conv1", content)).numpy()
+    gram = maximize.gram_matrix(_features(model, "conv1", content)).numpy()
     assert gram.shape == (1, 4, 4)
     np.testing.assert_allclose(gram, np.transpose(gram, (0, 2, 1)), rtol=1e-5)
     result, history = maximize.style_transfer(
@@ -153,7 +161,7 @@ def test_error_paths(model):
         maximize.maximize_activation(model, "nope", 0, verbose=0)
     with pytest.raises(ValueError, match="filter_index must be in"):
         maximize.maximize_activation(model, "conv1", 4, verbose=0)
-    with pytest.raises(ValueError, match="class_index must be in"):
+    with pytest.raises(ValueError, match=r"class_index must be in \[0, 3\)"):
         maximize.visualize_class(model, 3, verbose=0)
     with pytest.raises(ValueError, match="steps must be"):
         maximize.visualize_class(model, 0, steps=0, verbose=0)
@@ -174,3 +182,122 @@ def test_error_paths(model):
             style_layers=["conv1"],
             verbose=0,
         )
+
+
+_X = np.random.default_rng(0).random((2, 8, 8, 1), dtype=np.float32)
+
+
+def _nan_image():
+    x = _X.copy()
+    x[0, 0, 0, 0] = np.nan
+    return x
+
+
+BAD_CALLS = [
+    (lambda m: maximize.maximize_activation(m, "conv1", 0.5), "filter_index must be an integer"),
+    (lambda m: maximize.maximize_activation(m, "conv1", True), "filter_index must be an integer"),
+    (lambda m: maximize.maximize_activation(m, "conv1", -1), r"filter_index must be in \[0, 4\)"),
+    (lambda m: maximize.maximize_activation(m, "conv1", []), "filter_index must be an integer"),
+    (lambda m: maximize.maximize_activation(m, 3, 0), "layer_name must be one of"),
+    (lambda m: maximize.maximize_activation(m, "conv1", 0, steps=2.0), "steps must be a positive"),
+    (lambda m: maximize.maximize_activation(m, "conv1", 0, steps=True), "steps must be a positive"),
+    (
+        lambda m: maximize.maximize_activation(m, "conv1", 0, learning_rate=float("inf")),
+        "learning_rate must be finite",
+    ),
+    (
+        lambda m: maximize.maximize_activation(m, "conv1", 0, learning_rate=float("nan")),
+        "learning_rate must be finite",
+    ),
+    (
+        lambda m: maximize.maximize_activation(m, "conv1", 0, learning_rate=-1),
+        "learning_rate must be > 0",
+    ),
+    (lambda m: maximize.maximize_activation(m, "conv1", 0, seed=1.5), "seed must be an integer"),
+    (lambda m: maximize.maximize_activation(m, "conv1", 0, verbose=3), "verbose must be one of"),
+    (
+        lambda m: maximize.maximize_activation(m, "conv1", 0, return_history="yes"),
+        "return_history must be True or False",
+    ),
+    (lambda m: maximize.maximize_activation(m, "conv1", 0, init=_X * 255), "divide by 255"),
+    (lambda m: maximize.maximize_activation(m, "conv1", 0, init=_nan_image()), "init must be fin"),
+    (lambda m: maximize.visualize_class(m, 2.5), "class_index must be an integer"),
+    (lambda m: maximize.visualize_class(m, [0, 3]), r"class_index must be in \[0, 3\)"),
+    (lambda m: maximize.visualize_class(m, 0, probability="no"), "probability must be True"),
+    (lambda m: maximize.invert_features(m, "conv1", _X * 255), "divide by 255"),
+    (lambda m: maximize.invert_features(m, "conv1", _nan_image()), "x must be finite"),
+    (lambda m: maximize.invert_features(m, "conv1", _X, tv_weight=-1), "weight must be >= 0"),
+    (lambda m: maximize.invert_features(m, "nope", _X), "layer_name must be one of"),
+    (lambda m: maximize.deep_dream(m, "conv1", _X * 255), "divide by 255"),
+    (lambda m: maximize.deep_dream(m, "conv1", _X - 1), r"image must lie in \[0, 1\]"),
+    (lambda m: maximize.deep_dream(m, "nope", _X), "layer_name must be one of"),
+    (lambda m: maximize.deep_dream(m, [], _X), "layer_names must not be empty"),
+    (
+        lambda m: maximize.style_transfer(
+            m, _X[:1] * 255, _X[1:], content_layer="res2", style_layers=["conv1"]
+        ),
+        "content_image must lie in",
+    ),
+    (
+        lambda m: maximize.style_transfer(
+            m, _X[:1], _X[1:], content_layer="res2", style_layers=["conv1"], style_weight=-1
+        ),
+        "style_weight must be >= 0",
+    ),
+    (lambda m: maximize.optimize_input(m, object(), verbose=0), "objective must be a callable"),
+    (lambda m: maximize.L2(float("nan")), "weight must be finite"),
+    (lambda m: maximize.TotalVariation("1"), "weight must be a number"),
+    (lambda m: maximize.Jitter(1.5), "pixels must be an integer"),
+    (lambda m: maximize.Blur(sigma=0), "sigma must be > 0"),
+    (lambda m: maximize.Blur(every=2.0), "every must be a positive integer"),
+    (lambda m: maximize.ClipSmallValues(percentile=float("nan")), "percentile must be finite"),
+    (lambda m: maximize.ClipSmallGradients(percentile=-1), "percentile must be >= 0"),
+    (lambda m: maximize.gaussian_blur(_X, sigma=float("inf")), "sigma must be finite"),
+]
+
+
+@pytest.mark.parametrize(("call", "message"), BAD_CALLS, ids=[c[1][:40] for c in BAD_CALLS])
+def test_bad_inputs_give_clear_errors(model, call, message):
+    with pytest.raises(ValueError, match=message):
+        call(model)
+
+
+@pytest.mark.parametrize("kind", ["dense_softmax", "lambda_softmax"])
+def test_visualize_class_refuses_probability_models(kind, make_tiny_model):
+    model = make_tiny_model(activation="softmax" if kind == "dense_softmax" else None)
+    if kind == "lambda_softmax":
+        model = keras.Model(model.inputs, keras.layers.Lambda(keras.ops.softmax)(model.outputs[0]))
+    with pytest.raises(ValueError, match="must return logits"):
+        maximize.visualize_class(model, 0, steps=1, verbose=0)
+
+
+def test_objective_that_ignores_the_image_is_a_clear_error():
+    inputs = keras.Input((8, 8, 1))
+    h = keras.layers.Conv2D(2, 3, padding="same", name="conv")(inputs)
+    cut = keras.layers.Lambda(lambda t: keras.ops.stop_gradient(t), name="cut")(h)
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(cut)))
+    with pytest.raises(ValueError, match="gradient of the objective .* is None"):
+        maximize.maximize_activation(model, "cut", 0, steps=2, verbose=0)
+
+
+def test_every_method_works_under_mixed_float16():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = _build()
+        assert model.get_layer("conv1").compute_dtype == "float16"
+        kwargs = dict(steps=3, verbose=0, return_history=True)
+        results = {
+            "maximize_activation": maximize.maximize_activation(model, "conv3", [0, 1], **kwargs),
+            "visualize_class": maximize.visualize_class(model, [0, 2], **kwargs),
+            "invert_features": maximize.invert_features(model, "conv1", _X, **kwargs),
+            "deep_dream": maximize.deep_dream(model, ["conv1", "res2"], _X, **kwargs),
+            "style_transfer": maximize.style_transfer(
+                model, _X[:1], _X[1:], content_layer="res2", style_layers=["conv1"], **kwargs
+            ),
+        }
+        for name, (images, history) in results.items():
+            assert images.dtype == np.float32, name
+            assert np.isfinite(images).all() and 0.0 <= images.min() <= images.max() <= 1.0, name
+            assert np.isfinite(history).all() and len(history) == 3, name
+    finally:
+        keras.mixed_precision.set_global_policy("float32")

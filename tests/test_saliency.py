@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from cnn_utils import blocks, saliency
+from cnn_utils import blocks, probe, saliency
 
 SIZE, PATCH = 24, 6
 METHODS = ("gradient_saliency", "smoothgrad", "occlusion", "grad_cam")
@@ -114,7 +114,7 @@ def test_cam_on_gap_models_and_block_layers():
         maps = saliency.cam(_tiny_models()[kind], x, 1)
         assert maps.shape == (2, 8, 8) and 0.0 <= maps.min() and maps.max() <= 1.0
     model = _tiny_models()["blocks"]
-    assert saliency.last_feature_layer(model) == "res2"
+    assert probe.last_feature_layer(model) == "res2"
     assert saliency.grad_cam(model, x, 0, layer_name="conv").shape == (2, 8, 8)
 
 
@@ -133,8 +133,8 @@ def test_never_called_sequential_model_is_built_on_demand():
         [layers.Conv2D(2, 3, name="conv"), layers.GlobalAveragePooling2D(), layers.Dense(2)]
     )
     with pytest.raises(ValueError, match="never been called"):
-        saliency.ensure_built(model)
-    saliency.ensure_built(model, (8, 8, 1))
+        saliency.grad_cam(model, np.zeros((1, 8, 8, 1), np.float32), 0)
+    probe.ensure_built(model, (8, 8, 1))
     x = np.random.default_rng(0).random((2, 8, 8, 1), dtype=np.float32)
     assert saliency.grad_cam(model, x, 0).shape == (2, 8, 8)
 
@@ -171,7 +171,7 @@ def test_error_paths():
         saliency.grad_cam(model, x, 0, layer_name="nope")
     with pytest.raises(ValueError, match="4-D feature maps"):
         saliency.grad_cam(model, x, 0, layer_name="flatten")
-    with pytest.raises(ValueError, match="class_index must be in"):
+    with pytest.raises(ValueError, match=r"class_index must hold labels in \[0, 3\)"):
         saliency.gradient_saliency(model, x, 3)
     with pytest.raises(ValueError, match="one integer per image"):
         saliency.gradient_saliency(model, x, [0, 1, 2])
@@ -201,3 +201,103 @@ def test_normalize_maps_handles_constant_maps():
     assert np.isfinite(maps).all() and maps.max() == 0.0
     scaled = saliency.normalize_maps(np.array([[[1.0, 3.0]]]), mode="minmax")
     np.testing.assert_allclose(scaled, [[[0.0, 1.0]]])
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad inputs: one clear ValueError each, naming the argument
+# ---------------------------------------------------------------------------------------------
+
+_X = np.random.default_rng(0).random((2, 8, 8, 1), dtype=np.float32)
+_NAN = _X.copy()
+_NAN[0, 0, 0, 0] = np.nan
+
+
+def _softmax_in_a_lambda():
+    inputs = keras.Input((8, 8, 1))
+    h = keras.layers.Conv2D(2, 3, padding="same")(inputs)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    h = keras.layers.Dense(3)(h)
+    return keras.Model(inputs, keras.layers.Lambda(lambda t: keras.ops.softmax(t))(h))
+
+
+BAD_CALLS = [
+    # (method, model kind or None for the GAP model, x, class_index, kwargs, message)
+    ("gradient_saliency", _X, 2.5, {}, "class_index must be one integer"),
+    ("gradient_saliency", _X, True, {}, "class_index must be one integer"),
+    ("gradient_saliency", _X, -1, {}, r"class_index must hold labels in \[0, 3\)"),
+    ("gradient_saliency", _X, [[0, 1, 0]], {}, "class_index must be one integer"),
+    ("gradient_saliency", _NAN, 0, {}, "x must be finite"),
+    ("gradient_saliency", _X[0], 0, {}, "x must be a batch of images"),
+    ("gradient_saliency", _X.astype(str), 0, {}, "x must hold numbers"),
+    ("gradient_saliency", _X, 0, {"normalize": "yes"}, "normalize must be True or False"),
+    ("smoothgrad", _X, 0, {"noise_level": float("nan")}, "noise_level must be finite"),
+    ("smoothgrad", _X, 0, {"noise_level": -0.1}, "noise_level must be >= 0"),
+    ("smoothgrad", _X, 0, {"num_samples": 0}, "num_samples must be a positive integer"),
+    ("smoothgrad", _X, 0, {"num_samples": 2.0}, "num_samples must be a positive integer"),
+    ("smoothgrad", _X, 0, {"seed": -1}, "seed must be >= 0"),
+    ("smoothgrad", _NAN, 0, {}, "x must be finite"),
+    ("occlusion", _X, 0, {"patch_size": 0}, "patch_size must be a positive integer"),
+    ("occlusion", _X, 0, {"patch_size": 9}, r"patch_size must be in \[1, 8\]"),
+    ("occlusion", _X, 0, {"stride": 1.5}, "stride must be a positive integer"),
+    ("occlusion", _X, 0, {"baseline": float("nan")}, "baseline must be finite"),
+    ("occlusion", _X, 0, {"batch_size": 0}, "batch_size must be a positive integer"),
+    ("occlusion", _X, 5, {}, "class_index must hold labels"),
+    ("occlusion", _NAN, 0, {}, "x must be finite"),
+    ("cam", _X, 3, {}, "class_index must hold labels"),
+    ("cam", _NAN, 0, {}, "x must be finite"),
+    ("cam", _X, 0, {"normalize": 1}, "normalize must be True or False"),
+    ("grad_cam", _X, 0, {"layer_name": "nope"}, r"layer_name must be one of .*'conv'"),
+    ("grad_cam", _X, 0, {"layer_name": "gap"}, "4-D feature maps"),
+    ("grad_cam", _X, np.array([0, 1, 2]), {}, "one integer per image"),
+    ("grad_cam", _NAN, 0, {}, "x must be finite"),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "x", "class_index", "kwargs", "message"),
+    BAD_CALLS,
+    ids=[f"{c[0]}-{c[-1][:30]}" for c in BAD_CALLS],
+)
+def test_bad_inputs_give_clear_errors(method, x, class_index, kwargs, message):
+    model = _tiny_models()["sequential"]
+    with pytest.raises(ValueError, match=message):
+        getattr(saliency, method)(model, x, class_index, **kwargs)
+
+
+@pytest.mark.parametrize("method", [*METHODS, "cam"])
+@pytest.mark.parametrize("kind", ["dense_softmax", "lambda_softmax"])
+def test_probability_models_are_refused_with_the_logits_hint(method, kind, make_tiny_model):
+    model = make_tiny_model(activation="softmax") if kind == "dense_softmax" else None
+    model = _softmax_in_a_lambda() if model is None else model
+    with pytest.raises(ValueError, match="must return logits.*classifier_activation=None"):
+        _run(method, model, _X, 0) if method != "cam" else saliency.cam(model, _X, 0)
+
+
+@pytest.mark.parametrize("method", ["gradient_saliency", "smoothgrad", "grad_cam"])
+def test_output_that_ignores_the_input_is_a_clear_error(method):
+    inputs = keras.Input((8, 8, 1))
+    h = keras.layers.Conv2D(2, 3, padding="same", name="conv")(inputs)
+    h = keras.layers.Lambda(lambda t: keras.ops.stop_gradient(t), name="cut")(h)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    model = keras.Model(inputs, keras.layers.Dense(3)(h))
+    kwargs = {"layer_name": "conv"} if method == "grad_cam" else {}
+    with pytest.raises(ValueError, match="gradient of the class score .* is None"):
+        _run(method, model, _X, 0, **kwargs)
+
+
+@pytest.fixture
+def mixed_precision():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.mark.parametrize("method", [*METHODS, "cam"])
+def test_every_method_works_under_mixed_float16(mixed_precision, method):
+    model = _tiny_models()["sequential"]
+    assert model.layers[0].compute_dtype == "float16"
+    maps = _run(method, model, _X, [0, 2]) if method != "cam" else saliency.cam(model, _X, [0, 2])
+    assert maps.shape == (2, 8, 8) and maps.dtype == np.float32
+    assert np.isfinite(maps).all() and 0.0 <= maps.min() and maps.max() == pytest.approx(1.0)
