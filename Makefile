@@ -40,7 +40,7 @@ lab: setup
 
 # Unit tests, every notebook and every solutions notebook (nbval) in FAST mode, in one run.
 test: setup
-	CNN_UTILS_FAST=1 $(BIN)/python -m pytest tests $(NOTEBOOKS) $(SOLUTIONS) $(NBVAL)
+	CNN_UTILS_FAST=1 CNN_UTILS_STANDIN_WEIGHTS=1 $(BIN)/python -m pytest tests $(NOTEBOOKS) $(SOLUTIONS) $(NBVAL)
 
 test-unit: setup
 	CNN_UTILS_FAST=1 $(BIN)/python -m pytest tests
@@ -50,7 +50,7 @@ test-notebooks: setup
 
 # Full mode: full datasets and epochs. Meant for the GPU runner (hours on a laptop CPU).
 test-full: setup
-	CNN_UTILS_FAST=0 $(BIN)/python -m pytest tests $(NOTEBOOKS) $(SOLUTIONS) $(NBVAL)
+	CNN_UTILS_FAST=0 CNN_UTILS_STANDIN_WEIGHTS=1 $(BIN)/python -m pytest tests $(NOTEBOOKS) $(SOLUTIONS) $(NBVAL)
 
 # Execute every notebook into build/ (executed .ipynb + HTML) and write build/index.html.
 # Progress bars are stored as one line per epoch; math (MathJax) is copied next to the pages,
@@ -78,7 +78,7 @@ slides: setup
 			--to notebook --execute --ExecutePreprocessor.timeout=-1 --output-dir build "$$nb" \
 			&& $(BIN)/python tools/book_tools.py clean-progress "build/$$(basename $$nb)"; }; \
 		$(BIN)/jupyter nbconvert --to slides --SlidesExporter.reveal_url_prefix=reveal.js \
-			--SlidesExporter.reveal_theme=white --SlidesExporter.mathjax_url="$(MATHJAX_URL)" \
+			--SlidesExporter.reveal_theme=white --SlidesExporter.reveal_scroll=True --SlidesExporter.mathjax_url="$(MATHJAX_URL)" \
 			--output-dir build/slides "build/$$(basename $$nb)"; \
 	done
 	$(BIN)/python tools/book_tools.py assets build/slides
@@ -89,9 +89,10 @@ lint: setup
 format: setup
 	$(BIN)/ruff format cnn_utils tests benchmarks tools
 
-# Remove outputs and execution counts before committing a notebook.
+# Remove outputs and execution counts before committing a notebook; set its slide metadata.
 strip: setup
 	$(BIN)/jupyter nbconvert --clear-output --inplace $(NOTEBOOKS) $(SOLUTIONS)
+	$(BIN)/python tools/slides.py $(NOTEBOOKS)
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache .hypothesis
