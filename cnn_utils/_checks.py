@@ -263,17 +263,31 @@ def _is_softmax_layer(layer) -> bool:
     )
 
 
-def _probe_input(model, x) -> tf.Tensor:
-    if x is not None:
-        x = tf.convert_to_tensor(x)
-        return tf.cast(x[: min(4, int(x.shape[0]))], tf.float32)
-    shape = None
+def _input_shape(model) -> tuple | None:
     try:
         inputs = model.inputs
     except (AttributeError, ValueError):
         inputs = None
-    if inputs:
-        shape = tuple(inputs[0].shape[1:])
+    return tuple(inputs[0].shape[1:]) if inputs and len(inputs) == 1 else None
+
+
+def _probe_input(model, x) -> tf.Tensor:
+    expected = _input_shape(model)
+    if x is not None:
+        x = tf.convert_to_tensor(x)
+        shape = tuple(x.shape[1:])
+        fits = expected is None or (
+            len(shape) == len(expected)
+            and all(e is None or e == s for e, s in zip(expected, shape, strict=True))
+        )
+        if not fits:
+            wanted = ", ".join("any" if e is None else str(e) for e in expected)
+            raise ValueError(
+                f"x must have the model's input shape (batch, {wanted}). "
+                f"Received: x with shape {tuple(x.shape)}"
+            )
+        return tf.cast(x[: min(4, int(x.shape[0]))], tf.float32)
+    shape = expected
     if not shape or any(d is None for d in shape):
         return None
     # A fixed, non-constant probe: rows of a softmax sum to 1 whatever the input.

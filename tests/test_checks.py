@@ -134,3 +134,8 @@ def test_logits_model_checks_unhashable_callables_every_time():
 
     with pytest.raises(ValueError, match="probabilities"):
         _checks.logits_model(Unhashable(), np.zeros((2, 4), np.float32))
+
+
+def test_logits_model_says_when_x_does_not_fit_the_model(make_tiny_model):
+    with pytest.raises(ValueError, match=r"input shape \(batch, 8, 8, 1\).*\(6, 64\)"):
+        _checks.logits_model(make_tiny_model(), np.zeros((6, 64), np.float32))
