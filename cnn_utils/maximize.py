@@ -31,7 +31,9 @@ References:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+import functools
+from collections.abc import Callable, Sequence
 
 import keras
 import numpy as np
@@ -445,6 +447,46 @@ def _start(model: keras.Model, init, num_images: int, seed: int | None) -> np.nd
     return np.clip(0.5 + _INIT_SCALE * noise, *_VALUE_RANGE).astype(np.float32)
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class _Ascent:
+    """What one ascent step needs: the probe, the objective, the penalties, the transforms."""
+
+    activations_model: keras.Model
+    keys: list
+    objective: Callable
+    regularizers: tuple
+    before: list
+    after: list
+
+    def scores(self, seen: tf.Tensor) -> tf.Tensor:
+        """The objective of each image, computed in float32."""
+        values = self.activations_model(seen, training=False)
+        values = values if isinstance(values, (list, tuple)) else [values]
+        values = [tf.cast(v, tf.float32) for v in values]  # float16 under mixed precision
+        return self.objective(dict(zip(self.keys, values, strict=True)))
+
+
+def _ascent_step(ascent: _Ascent, x: tf.Tensor, t: tf.Tensor, lr: tf.Tensor):
+    """One step I <- clip(I + lr * g / rms(g)), then the after-step transforms: (I, score)."""
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        seen = x
+        for transform in ascent.before:
+            seen = transform(seen, step=t)
+        score = ascent.scores(seen)
+        total = score
+        for regularizer in ascent.regularizers:
+            total = total - regularizer(x)
+        total = tf.reduce_sum(total)
+    grads = probe.gradient(tape, total, x, what="the objective with respect to the image")
+    rms = tf.sqrt(tf.reduce_mean(tf.square(grads), axis=(1, 2, 3), keepdims=True))
+    grads = grads / tf.maximum(rms, _EPS)
+    x = x + lr * grads
+    for transform in ascent.after:
+        x = transform(x, grads=grads, step=t)
+    return tf.clip_by_value(x, *_VALUE_RANGE), tf.reduce_mean(score)
+
+
 def optimize_input(
     model: keras.Model,
     objective,
@@ -502,40 +544,16 @@ def optimize_input(
     x = tf.constant(_start(model, init, num_images, seed))
     before = [t for t in transforms if getattr(t, "stage", "after") == "before"]
     after = [t for t in transforms if getattr(t, "stage", "after") != "before"]
-    low, high = _VALUE_RANGE
-
-    def scores(seen):
-        values = activations_model(seen, training=False)
-        values = values if isinstance(values, (list, tuple)) else [values]
-        values = [tf.cast(v, tf.float32) for v in values]  # float16 under mixed precision
-        return objective(dict(zip(keys, values, strict=True)))
-
+    ascent = _Ascent(activations_model, keys, objective, tuple(regularizers), before, after)
     # Once, before the loop: a score that ignores the image (a disconnected graph) is an error,
     # even when the penalties alone would still give a gradient.
     with tf.GradientTape() as tape:
         tape.watch(x)
-        score = tf.reduce_sum(scores(x))
+        score = tf.reduce_sum(ascent.scores(x))
     probe.gradient(tape, score, x, what="the objective with respect to the image")
-
-    @tf.function(reduce_retracing=True)
-    def step(x, t, lr):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            seen = x
-            for transform in before:
-                seen = transform(seen, step=t)
-            score = scores(seen)
-            total = score
-            for regularizer in regularizers:
-                total = total - regularizer(x)
-            total = tf.reduce_sum(total)
-        grads = probe.gradient(tape, total, x, what="the objective with respect to the image")
-        rms = tf.sqrt(tf.reduce_mean(tf.square(grads), axis=(1, 2, 3), keepdims=True))
-        grads = grads / tf.maximum(rms, _EPS)
-        x = x + lr * grads
-        for transform in after:
-            x = transform(x, grads=grads, step=t)
-        return tf.clip_by_value(x, low, high), tf.reduce_mean(score)
+    # A partial, not a closure: TensorFlow counts retracing per code object, so one closure per
+    # call would warn about "retracing" when a notebook calls the loop many times.
+    step = tf.function(functools.partial(_ascent_step, ascent), reduce_retracing=True)
 
     bar = keras.utils.Progbar(steps, stateful_metrics=["score"]) if verbose else None
     lr = tf.constant(learning_rate, tf.float32)
