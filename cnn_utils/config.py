@@ -89,7 +89,13 @@ def cache_dir(create: bool = True) -> Path:
 
     Returns:
         The cache folder as an absolute path.
+
+    Raises:
+        ValueError: A non-boolean ``create``.
+        OSError: The folder cannot be created.
     """
+    if not isinstance(create, (bool, np.bool_)):
+        raise ValueError(f"create must be True or False. Received: create={create!r}")
     path = Path(os.environ.get("CNN_UTILS_CACHE") or "~/.cache/cnn_utils").expanduser().resolve()
     if create:
         path.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,7 @@ a loader whose files are not cached fails; :func:`load_dataset` turns that failu
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from functools import lru_cache
@@ -19,7 +20,7 @@ import keras
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from cnn_utils import config
+from cnn_utils import _checks, config
 
 FASHION_MNIST_CLASSES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -41,6 +42,7 @@ class _Spec:
     origin: str
     class_names: tuple[str, ...]
     image_shape: tuple[int, int, int]  # (H, W, C) of one image, as load_dataset returns it
+    sha256: tuple[str | None, ...] = ()  # of each file, when known: finds a corrupted copy
 
 
 _FMNIST_FILES = (
@@ -57,6 +59,12 @@ DATASETS: dict[str, _Spec] = {
         origin="https://storage.googleapis.com/tensorflow/tf-keras-datasets/",
         class_names=FASHION_MNIST_CLASSES,
         image_shape=(28, 28, 1),
+        sha256=(
+            "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
+            "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
+            "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
+            "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
+        ),
     ),
     "mnist": _Spec(
         module="mnist",
@@ -64,6 +72,7 @@ DATASETS: dict[str, _Spec] = {
         origin="https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz",
         class_names=MNIST_CLASSES,
         image_shape=(28, 28, 1),
+        sha256=("731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1",),
     ),
     "cifar10": _Spec(
         module="cifar10",
@@ -77,6 +86,10 @@ DATASETS: dict[str, _Spec] = {
 
 class DatasetUnavailableError(RuntimeError):
     """A dataset could neither be downloaded nor found in the Keras cache."""
+
+
+class DatasetCorruptedError(DatasetUnavailableError):
+    """A dataset's cached file is damaged (truncated, overwritten): delete it to download again."""
 
 
 @dataclass(frozen=True, repr=False)
@@ -155,8 +168,14 @@ def _unavailable_message(key: str, error: BaseException) -> str:
         f"in its cache ({type(error).__name__}: {error}).",
         "Keras looked for:",
     ]
-    for path in expected_files(key):
+    paths = expected_files(key)
+    for path in paths:
         lines.append(f"  {path}  ({'present' if os.path.exists(path) else 'missing'})")
+    if all(os.path.exists(path) for path in paths):
+        lines.append(
+            "All are present, so one may be damaged: delete the dataset's files to download "
+            "them again."
+        )
     lines.append(f"It downloads them from {spec.origin}")
     if home.exists() and not os.access(home, os.W_OK):
         lines.append(
@@ -173,12 +192,51 @@ def _unavailable_message(key: str, error: BaseException) -> str:
     return "\n".join(lines)
 
 
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _corrupted_files(key: str) -> list[str]:
+    """The cached files of ``key`` that are present but differ from the published ones."""
+    spec = DATASETS[key]
+    return [
+        path
+        for path, expected in zip(expected_files(key), spec.sha256, strict=False)
+        if expected and os.path.isfile(path) and _sha256(path) != expected
+    ]
+
+
+def _corrupted_message(key: str, corrupted: list[str], error: BaseException) -> str:
+    first_line = (str(error).strip().splitlines() or [""])[0][:200]
+    lines = [
+        f"Could not load the {key!r} dataset: a cached file is corrupted (truncated or "
+        f"damaged; its SHA-256 differs from the published file), so Keras could not read it "
+        f"({type(error).__name__}: {first_line}).",
+        "Corrupted:",
+    ]
+    lines += [f"  {path}  ({os.path.getsize(path):,} bytes)" for path in corrupted]
+    removal = " ".join(f"'{path}'" for path in corrupted)
+    lines.append(
+        f"Delete the corrupted file (rm {removal}) so that Keras downloads it again from "
+        f"{DATASETS[key].origin}, or offline copy a good copy into the cache, e.g.\n"
+        f"  cp -r ../shared/keras_home/datasets {config.keras_home()}/"
+    )
+    return "\n".join(lines)
+
+
 @lru_cache(maxsize=4)
 def _load_raw(key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     loader = getattr(keras.datasets, DATASETS[key].module).load_data
     try:
         (x_train, y_train), (x_test, y_test) = loader()
     except Exception as error:  # Keras raises a bare Exception on a failed download.
+        corrupted = _corrupted_files(key)
+        if corrupted:
+            raise DatasetCorruptedError(_corrupted_message(key, corrupted, error)) from error
         raise DatasetUnavailableError(_unavailable_message(key, error)) from error
     return x_train, y_train, x_test, y_test
 
@@ -245,17 +303,16 @@ def load_dataset(
         A :class:`Dataset` with float32 images in [0, 1], shape (n, H, W, C), int64 labels.
 
     Raises:
-        ValueError: Unknown ``name`` (the message lists the choices), or a subset size or
-            validation split out of range.
+        ValueError: Unknown ``name`` (the message lists the choices), a subset size or
+            validation split out of range, or a seed that is not a non-negative integer.
         DatasetUnavailableError: The files are neither downloadable nor cached; the message
             names the files Keras looked for under ``KERAS_HOME`` and how to seed them.
+        DatasetCorruptedError: A cached file is damaged (a subclass of
+            ``DatasetUnavailableError``); the message names the file to delete.
     """
     key = _canonical(name)
-    if not isinstance(validation_split, (int, float)) or not 0.0 <= validation_split < 1.0:
-        raise ValueError(
-            "validation_split must be a fraction in [0, 1). "
-            f"Received: validation_split={validation_split!r}"
-        )
+    validation_split = _checks.number("validation_split", validation_split, minimum=0.0, below=1.0)
+    seed = _checks.integer("seed", seed, minimum=0)
     x_train, y_train, x_test, y_test = _load_raw(key)
     y_train, y_test = _to_labels(y_train), _to_labels(y_test)
     _check_count("subset", subset, len(y_train))

@@ -85,6 +85,12 @@ def _dropout(value) -> float:
     return _checks.number("dropout", value, minimum=0.0, below=1.0)
 
 
+def _model_name(name) -> str | None:
+    if name is not None and (not isinstance(name, str) or not name):
+        raise ValueError(f"name must be a non-empty string or None. Received: name={name!r}")
+    return name
+
+
 def small_cnn(
     input_shape: Sequence[int] = (28, 28, 1),
     num_classes: int = 10,
@@ -129,6 +135,7 @@ def small_cnn(
     dense_units = _checks.positive_int("dense_units", dense_units)
     dropout = _dropout(dropout)
     batch_norm = _checks.flag("batch_norm", batch_norm)
+    name = _model_name(name)
     layers = keras.layers
     inputs = keras.Input(tuple(input_shape), name="image")
     x = inputs
@@ -202,7 +209,8 @@ def resnet(
 
     Raises:
         ValueError: Empty or non-positive widths or block counts, an unknown stem, fewer than
-            two classes.
+            two classes, an input shape that is not three positive integers, a non-boolean
+            flag, a momentum outside [0, 1), or a bad name.
     """
     input_shape = _input_shape(input_shape)
     num_classes = _num_classes(num_classes)
@@ -223,6 +231,7 @@ def resnet(
     residual = _checks.flag("residual", residual)
     batch_norm = _checks.flag("batch_norm", batch_norm)
     bn_momentum = _checks.number("bn_momentum", bn_momentum, minimum=0.0, below=1.0)
+    name = _model_name(name)
     depth = 2 + 2 * sum(counts)
     layers = keras.layers
     inputs = keras.Input(tuple(input_shape), name="image")
@@ -266,7 +275,8 @@ def resnet18(input_shape: Sequence[int] = (224, 224, 3), num_classes: int = 10) 
         An uncompiled ``keras.Model`` named ``"resnet18"`` that outputs logits.
 
     Raises:
-        ValueError: Fewer than two classes.
+        ValueError: Fewer than two classes, or an input shape that is not three positive
+            integers.
     """
     return resnet(
         input_shape,
@@ -332,7 +342,8 @@ def googlenet(
 
     Raises:
         ValueError: A non-positive width, an unknown stem, a bad dropout rate, fewer than two
-            classes.
+            classes, an input shape that is not three positive integers, a non-boolean
+            ``batch_norm``, or a bad name.
     """
     input_shape = _input_shape(input_shape)
     num_classes = _num_classes(num_classes)
@@ -340,6 +351,7 @@ def googlenet(
     width = _checks.number("width", width, positive=True)
     batch_norm = _checks.flag("batch_norm", batch_norm)
     dropout = _dropout(dropout)
+    name = _model_name(name)
     layers = keras.layers
 
     def ch(channels: int) -> int:
@@ -411,7 +423,8 @@ def alexnet(input_shape: Sequence[int] = (227, 227, 3), num_classes: int = 1000)
         An uncompiled ``keras.Model`` named ``"alexnet"`` that outputs logits.
 
     Raises:
-        ValueError: Fewer than two classes.
+        ValueError: Fewer than two classes, or an input shape that is not three positive
+            integers.
     """
     input_shape = _input_shape(input_shape)
     num_classes = _num_classes(num_classes)

@@ -33,6 +33,22 @@ def _size_pair(argname: str, value: int | Sequence[int]) -> tuple[int, int]:
     return size, size
 
 
+def _sequence(argname: str, value) -> list:
+    """A list or tuple of values (one per layer), refusing a bare number or a string."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple, np.ndarray)):
+        raise ValueError(
+            f"{argname} must be a list with one entry per layer. Received: {argname}={value!r}"
+        )
+    return list(value)
+
+
+def _keras_model(model):
+    """A Keras model (anything with ``layers`` and ``count_params``)."""
+    if not (hasattr(model, "layers") and hasattr(model, "count_params")):
+        raise ValueError(f"model must be a keras.Model. Received: model={model!r}")
+    return model
+
+
 def _window_output_size(
     size: int, window: int, strides: int, padding: str | int, dilation_rate: int, what: str
 ) -> int:
@@ -134,12 +150,12 @@ def conv2d_params(
         The parameter count.
 
     Raises:
-        ValueError: A non-positive size.
+        ValueError: A non-positive size, or a non-boolean ``use_bias``.
     """
     k_h, k_w = _size_pair("kernel_size", kernel_size)
     c_in = _checks.positive_int("in_channels", in_channels)
     c_out = _checks.positive_int("filters", filters)
-    return (k_h * k_w * c_in + int(bool(use_bias))) * c_out
+    return (k_h * k_w * c_in + int(_checks.flag("use_bias", use_bias))) * c_out
 
 
 def dense_params(in_features: int, units: int, use_bias: bool = True) -> int:
@@ -154,11 +170,11 @@ def dense_params(in_features: int, units: int, use_bias: bool = True) -> int:
         The parameter count.
 
     Raises:
-        ValueError: A non-positive size.
+        ValueError: A non-positive size, or a non-boolean ``use_bias``.
     """
     n_in = _checks.positive_int("in_features", in_features)
     n_out = _checks.positive_int("units", units)
-    return (n_in + int(bool(use_bias))) * n_out
+    return (n_in + int(_checks.flag("use_bias", use_bias))) * n_out
 
 
 def conv2d_mult_adds(
@@ -223,13 +239,15 @@ def receptive_field(kernel_sizes: Sequence[int], strides: Sequence[int] | None =
     Raises:
         ValueError: Empty or non-positive sizes, or lists of different lengths.
     """
-    kernels = [_checks.positive_int("kernel_sizes", k) for k in kernel_sizes]
+    kernels = [
+        _checks.positive_int("kernel_sizes", k) for k in _sequence("kernel_sizes", kernel_sizes)
+    ]
     if not kernels:
         raise ValueError("kernel_sizes must name at least one layer. Received: kernel_sizes=[]")
     steps = (
         [1] * len(kernels)
         if strides is None
-        else [_checks.positive_int("strides", s) for s in strides]
+        else [_checks.positive_int("strides", s) for s in _sequence("strides", strides)]
     )
     if len(steps) != len(kernels):
         raise ValueError(
@@ -296,10 +314,14 @@ def shape_trace(model, batch_size: int | None = None):
         ``params``; the first row is the input. ``df.attrs["total_params"]`` holds the total.
 
     Raises:
-        ValueError: If the model has no defined inputs yet (build it with ``keras.Input``).
+        ValueError: Not a Keras model, a model without defined inputs (build it with
+            ``keras.Input``), or a non-positive ``batch_size``.
     """
     import pandas as pd
 
+    _keras_model(model)
+    if batch_size is not None:
+        batch_size = _checks.batch_size(batch_size)
     inputs = _model_inputs(model)
     rows = [
         {
@@ -373,7 +395,21 @@ def layer_mult_adds(layer, input_shape, output_shape, *, include_pooling: bool =
 
     Returns:
         The number of multiply-adds for one example.
+
+    Raises:
+        ValueError: A non-boolean ``include_pooling``, or shapes without a batch axis.
     """
+    include_pooling = _checks.flag("include_pooling", include_pooling)
+    for argname, shape in (("input_shape", input_shape), ("output_shape", output_shape)):
+        if (
+            isinstance(shape, (str, bytes))
+            or not isinstance(shape, (list, tuple))
+            or len(shape) < 2
+        ):
+            raise ValueError(
+                f"{argname} must be a shape with a batch axis, (batch, ...). "
+                f"Received: {argname}={shape!r}"
+            )
     kind = type(layer).__name__
     if kind not in (*_CONV_TYPES, "Dense", *_POOL_TYPES):
         return 0  # batch norm, activations, additions, concatenation...
@@ -468,10 +504,14 @@ def mult_adds_table(model, *, detail: bool = False, include_pooling: bool = Fals
         ``df.attrs["total_mult_adds"]`` and ``df.attrs["total_params"]`` hold the totals.
 
     Raises:
-        ValueError: If the model has no defined inputs yet (build it with ``keras.Input``).
+        ValueError: Not a Keras model, a model without defined inputs (build it with
+            ``keras.Input``), or non-boolean flags.
     """
     import pandas as pd
 
+    _keras_model(model)
+    detail = _checks.flag("detail", detail)
+    include_pooling = _checks.flag("include_pooling", include_pooling)
     _model_inputs(model)
     seen = _record_shapes(model, 1)
     rows = []

@@ -67,3 +67,8 @@ def test_keras_home_follows_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("KERAS_HOME")
     monkeypatch.setenv("HOME", str(tmp_path))
     assert config.keras_home() == (tmp_path / ".keras").resolve()
+
+
+def test_cache_dir_rejects_a_non_boolean_create():
+    with pytest.raises(ValueError, match="create='no'"):
+        config.cache_dir(create="no")

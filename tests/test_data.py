@@ -74,6 +74,11 @@ def test_unknown_name_lists_choices():
         ({"validation_split": 1.0}, "validation_split.*1.0"),
         ({"validation_split": -0.1}, "validation_split.*-0.1"),
         ({"subset": 1, "validation_split": 0.1}, "leaves no validation"),
+        ({"validation_split": float("nan")}, "validation_split=nan"),
+        ({"validation_split": "0.1"}, "validation_split='0.1'"),
+        ({"seed": -1}, "seed=-1"),
+        ({"seed": 1.5}, "seed=1.5"),
+        ({"test_subset": True}, "test_subset"),
     ],
 )
 def test_bad_arguments(kwargs, match):
@@ -126,3 +131,79 @@ def test_expected_files(monkeypatch, tmp_path):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     files = data.expected_files("fashion-mnist")
     assert len(files) == 4 and all(f.startswith(str(tmp_path)) for f in files)
+
+
+@pytest.fixture
+def keras_home_copy(monkeypatch, tmp_path):
+    """A private copy of the dataset cache, which Keras and cnn_utils both read.
+
+    Keras reads KERAS_HOME once, at import, so its private copy of the folder is patched too.
+    The shared /tmp/keras_home is never modified.
+    """
+    import shutil
+
+    from keras.src.backend import config as keras_config
+
+    source = data.config.keras_home() / "datasets"
+    home = tmp_path / "keras_home"
+    shutil.copytree(source, home / "datasets")
+    monkeypatch.setenv("KERAS_HOME", str(home))
+    monkeypatch.setattr(keras_config, "_KERAS_DIR", str(home))
+    return home
+
+
+def _offline(*args, **kwargs):
+    import urllib.error
+
+    raise urllib.error.URLError("no network (simulated)")
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """Downloads fail as they do without internet (also where CI has a network)."""
+    from keras.src.utils import file_utils
+
+    monkeypatch.setattr(file_utils, "urlretrieve", _offline)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda b: b[: len(b) // 2],  # truncated
+        lambda b: b[:100],  # truncated inside the header
+        lambda b: b"\0" * len(b),  # overwritten
+        lambda b: b"",  # empty
+    ],
+    ids=["truncated", "header", "overwritten", "empty"],
+)
+def test_corrupted_fashion_mnist_archive_is_reported_with_the_file_to_delete(
+    keras_home_copy, offline, damage
+):
+    path = keras_home_copy / "datasets" / "fashion-mnist" / "train-images-idx3-ubyte.gz"
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(data.DatasetCorruptedError) as info:
+        data.load_dataset("fashion_mnist")
+    message = str(info.value)
+    assert "corrupted" in message and f"rm '{path}'" in message
+    assert "could not download" not in message and "missing" not in message
+    assert message.count(".gz") == message.count(str(path))  # only the damaged file named
+    assert isinstance(info.value, data.DatasetUnavailableError)  # old except clauses still work
+
+
+def test_intact_copy_loads(keras_home_copy):
+    ds = data.load_dataset("fashion_mnist", subset=100, test_subset=50)
+    assert ds.x_train.shape == (100, 28, 28, 1)
+
+
+def test_empty_keras_home_offline_keeps_one_clear_error(monkeypatch, tmp_path, offline):
+    from keras.src.backend import config as keras_config
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setattr(keras_config, "_KERAS_DIR", str(tmp_path))
+    with pytest.raises(data.DatasetUnavailableError) as info:
+        data.load_dataset("fashion_mnist")
+    message = str(info.value)
+    assert not isinstance(info.value, data.DatasetCorruptedError)
+    assert "could not download it" in message and message.count("(missing)") == 4
+    assert "no network (simulated)" in message
+    assert "export KERAS_HOME=" in message

@@ -121,3 +121,34 @@ def test_training_names_stay_importable_from_models():
         assert name in dir(models)
     with pytest.raises(AttributeError, match="no_such_thing"):
         models.no_such_thing  # noqa: B018
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: models.small_cnn((28, 28)), r"input_shape.*\(28, 28\)"),
+        (lambda: models.small_cnn((28, 28, 0)), "input_shape=0"),
+        (lambda: models.small_cnn("28x28x1"), "input_shape='28x28x1'"),
+        (lambda: models.small_cnn(num_classes=10.0), "num_classes=10.0"),
+        (lambda: models.small_cnn(filters=(8, -1)), r"filters=\(8, -1\)"),
+        (lambda: models.small_cnn(filters=8), "filters=8"),
+        (lambda: models.small_cnn(dense_units=0), "dense_units=0"),
+        (lambda: models.small_cnn(dropout=float("nan")), "dropout=nan"),
+        (lambda: models.small_cnn(batch_norm="yes"), "batch_norm='yes'"),
+        (lambda: models.small_cnn(name=3), "name=3"),
+        (lambda: models.resnet(widths=(4, 2.5)), r"widths=\(4, 2.5\)"),
+        (lambda: models.resnet(widths=(4,), num_residuals=True), "num_residuals=True"),
+        (lambda: models.resnet(widths=(4,), residual="no"), "residual='no'"),
+        (lambda: models.resnet(widths=(4,), bn_momentum=1.5), "bn_momentum=1.5"),
+        (lambda: models.resnet(widths=(4,), name=""), "name=''"),
+        (lambda: models.resnet18((224, 224)), r"input_shape=\(224, 224\)"),
+        (lambda: models.googlenet(width=float("inf")), "width=inf"),
+        (lambda: models.googlenet(batch_norm=1), "batch_norm=1"),
+        (lambda: models.googlenet(num_classes=True), "num_classes=True"),
+        (lambda: models.alexnet(num_classes=0), "num_classes=0"),
+        (lambda: models.alexnet((227, 227, -3)), "input_shape=-3"),
+    ],
+)
+def test_bad_calls_get_clear_errors(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()

@@ -145,3 +145,49 @@ def test_shape_trace_needs_inputs():
     model = keras.Sequential([keras.layers.Dense(3)])
     with pytest.raises(ValueError, match="keras.Input"):
         shapes.shape_trace(model)
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: shapes.conv2d_params(3, 3, 4, use_bias="no"), "use_bias='no'"),
+        (lambda: shapes.dense_params(3, 4, use_bias=None), "use_bias=None"),
+        (lambda: shapes.conv2d_params((3, 3, 3), 3, 4), r"kernel_size.*\(3, 3, 3\)"),
+        (lambda: shapes.conv2d_mult_adds(0, 3, 3, 4), "output_size=0"),
+        (lambda: shapes.dense_mult_adds(np.float64(3), 4), r"in_features=(np.float64\()?3.0"),
+        (lambda: shapes.pool_output_size(8, 2, strides=0), "strides=0"),
+        (lambda: shapes.pool_output_size(8, True), "pool_size=True"),
+        (lambda: shapes.receptive_field(3), "kernel_sizes.*one entry per layer.*3"),
+        (lambda: shapes.receptive_field("333"), "kernel_sizes='333'"),
+        (lambda: shapes.receptive_field([3, 3], strides=2), "strides=2"),
+        (lambda: shapes.receptive_field([3, 3], strides=[1]), "one entry per kernel"),
+        (lambda: shapes.receptive_field([3, 0]), "kernel_sizes=0"),
+        (lambda: shapes.receptive_field([]), "at least one layer"),
+        (lambda: shapes.pool2d_ops(2, 2, 0), "channels=0"),
+        (lambda: shapes.shape_trace("model"), "model must be a keras.Model"),
+        (lambda: shapes.shape_trace(_tiny(), batch_size=0), "batch_size=0"),
+        (lambda: shapes.shape_trace(_tiny(), batch_size=2.0), "batch_size=2.0"),
+        (lambda: shapes.mult_adds_table(None), "model=None"),
+        (lambda: shapes.mult_adds_table(_tiny(), detail="yes"), "detail='yes'"),
+        (lambda: shapes.mult_adds_table(_tiny(), include_pooling=1), "include_pooling=1"),
+        (
+            lambda: shapes.layer_mult_adds(keras.layers.Dense(2), 4, (1, 2)),
+            "input_shape=4",
+        ),
+        (
+            lambda: shapes.layer_mult_adds(
+                keras.layers.Dense(2), (1, 4), (1, 2), include_pooling="x"
+            ),
+            "include_pooling='x'",
+        ),
+    ],
+)
+def test_bad_calls_get_clear_errors(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def _tiny():
+    from conftest import build_tiny_model
+
+    return build_tiny_model()

@@ -1,4 +1,7 @@
 import json
+import os
+import warnings
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -313,3 +316,248 @@ def test_trained_settings_depend_on_mode(monkeypatch):
 def test_trained_rejects_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         training.trained(**kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# The cache survives faults
+# ---------------------------------------------------------------------------------------------
+
+
+def _files(folder):
+    return sorted(p.name for p in folder.iterdir() if not p.name.endswith(".lock"))
+
+
+def _valid_other_model_file(tmp_path):
+    other = tmp_path / "other.keras"
+    build_tiny_model(seed=5).save(other)
+    return other.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("target", "damage"),
+    [
+        ("keras", lambda b, tmp: b[: len(b) // 2]),
+        ("keras", lambda b, tmp: b""),
+        ("keras", lambda b, tmp: b"\0" * len(b)),
+        ("keras", lambda b, tmp: _valid_other_model_file(tmp)),
+        ("json", lambda b, tmp: b[: len(b) // 2]),
+        ("json", lambda b, tmp: b""),
+        ("json", lambda b, tmp: b"[1, 2]"),
+        ("json", lambda b, tmp: b.replace(b'"format": 1', b'"format": 0')),
+        ("json", lambda b, tmp: b"\xff\xfe\x00"),
+        ("json", None),
+        ("keras", None),
+    ],
+    ids=[
+        "keras-truncated",
+        "keras-empty",
+        "keras-overwritten",
+        "keras-other-model",
+        "json-truncated",
+        "json-empty",
+        "json-list",
+        "json-old-format",
+        "json-binary",
+        "json-missing",
+        "keras-missing",
+    ],
+)
+def test_damaged_cache_entry_is_rebuilt_with_one_warning(tmp_path, target, damage):
+    recipe = Recipe()
+    _, info = recipe(return_info=True)
+    path = Path(info["path"]) if target == "keras" else Path(info["path"]).with_suffix(".json")
+    if damage is None:
+        path.unlink()
+    else:
+        path.write_bytes(damage(path.read_bytes(), tmp_path))
+    with pytest.warns(training.CacheWarning) as caught:
+        model, info2 = recipe(return_info=True)
+    caught = [w for w in caught if issubclass(w.category, training.CacheWarning)]
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    assert "\n" not in message and Path(info["path"]).name in message and "again" in message
+    assert recipe.fits == 2 and info2["from_cache"] is False
+    assert np.all(np.isfinite(model(X)))
+    _, info3 = recipe(return_info=True)  # the rebuilt entry is valid
+    assert recipe.fits == 2 and info3["from_cache"] is True
+    assert not [name for name in _files(path.parent) if ".tmp-" in name]
+
+
+def test_failed_save_leaves_no_file_and_no_temporary(monkeypatch):
+    recipe = Recipe()
+    real_save = keras.Model.save
+
+    def broken_save(self, filepath, *args, **kwargs):
+        Path(filepath).write_bytes(b"PK\x03\x04 half a zip")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(keras.Model, "save", broken_save)
+    with pytest.raises(OSError, match="No space left"):
+        recipe()
+    folder = config.cache_dir()
+    assert _files(folder) == []  # nothing a later call would trust, no temporaries
+    monkeypatch.setattr(keras.Model, "save", real_save)
+    _, info = recipe(return_info=True)
+    assert info["from_cache"] is False and recipe.fits == 2
+
+
+def test_stale_temporaries_of_dead_processes_are_removed(monkeypatch):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    folder = config.cache_dir()
+    stale = folder / f"another-model-0123456789abcdef.tmp-{dead}-a1b2c3d4.keras"
+    stale_json = stale.with_suffix(".json")
+    alive = folder / f"another-model-0123456789abcdef.tmp-{os.getppid()}-a1b2c3d4.keras"
+    for path in (stale, stale_json, alive):
+        path.write_bytes(b"partial")
+    Recipe()()
+    assert not stale.exists() and not stale_json.exists()
+    assert alive.exists()  # a save of a running process is left alone
+
+
+def _not_writable_os_open(folder, monkeypatch):
+    """Make every file creation in ``folder`` fail as on a read-only file system.
+
+    The tests run as root, who can write into a chmod 0o555 folder, so the failure is simulated
+    at the system-call level (``os.open``, which ``tempfile`` and the lock file use).
+    """
+    import errno
+
+    real_open = os.open
+
+    def read_only_open(path, flags, *args, **kwargs):
+        writing = flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT)
+        if writing and Path(path).resolve().parent == folder:
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", read_only_open)
+
+
+def test_read_only_cache_fails_before_training_and_names_the_fix(monkeypatch):
+    folder = config.cache_dir()
+    _not_writable_os_open(folder, monkeypatch)
+    recipe = Recipe()
+    with pytest.raises(PermissionError) as info:
+        recipe()
+    message = str(info.value)
+    assert str(folder) in message and "CNN_UTILS_CACHE" in message and "'tiny'" in message
+    assert recipe.fits == 0  # before any training
+
+
+def test_read_only_cache_still_serves_what_it_holds(monkeypatch):
+    recipe = Recipe()
+    recipe()
+    _not_writable_os_open(config.cache_dir(), monkeypatch)
+    _, info = recipe(return_info=True)
+    assert info["from_cache"] is True and recipe.fits == 1
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_folder_really(tmp_path, monkeypatch):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    monkeypatch.setenv("CNN_UTILS_CACHE", str(folder))
+    recipe = Recipe()
+    with pytest.raises(PermissionError, match="CNN_UTILS_CACHE"):
+        recipe()
+    assert recipe.fits == 0
+
+
+def test_cache_folder_that_cannot_be_created(tmp_path, monkeypatch):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("CNN_UTILS_CACHE", str(blocker / "cache"))
+    recipe = Recipe()
+    with pytest.raises(PermissionError, match=r"a_file/cache.*CNN_UTILS_CACHE"):
+        recipe()
+    assert recipe.fits == 0
+
+
+# A process that asks for the tiny model; the fault it suffers is chosen by its argument.
+CHILD = """
+import os, signal, sys, time
+sys.path.insert(0, {tests!r})
+import keras
+from test_training import Recipe
+from cnn_utils import training
+
+mode = sys.argv[1]
+recipe = Recipe()
+if mode == "slow":
+    fit = recipe.fit
+    def slow_fit(model):
+        with open(os.path.join(os.environ["CNN_UTILS_CACHE"], "..", "fits.log"), "a") as log:
+            log.write(f"{{os.getpid()}}\\n")
+        time.sleep(3)
+        return fit(model)
+    recipe.fit = slow_fit
+elif mode == "kill-in-save":
+    def dying_save(self, filepath, *args, **kwargs):
+        with open(filepath, "wb") as stream:
+            stream.write(b"PK\\x03\\x04 half a zip")
+        os.kill(os.getpid(), signal.SIGKILL)
+    keras.Model.save = dying_save
+elif mode == "kill-between-renames":
+    real_replace, calls = os.replace, []
+    def dying_replace(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:  # the model is in place, its sidecar not yet
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real_replace(src, dst)
+    os.replace = dying_replace
+model, info = recipe(return_info=True)
+print("RESULT", info["from_cache"], float(keras.ops.sum(model(keras.ops.ones((1, 8, 8, 1))))))
+"""
+
+
+def _child(tmp_path, mode):
+    import subprocess
+    import sys
+
+    script = tmp_path / "child.py"
+    script.write_text(CHILD.format(tests=str(Path(__file__).parent)))
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.Popen(
+        [sys.executable, str(script), mode], env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def test_two_processes_at_once_train_once_and_share_one_file(tmp_path):
+    first, second = _child(tmp_path, "slow"), _child(tmp_path, "slow")
+    outputs = [process.communicate(timeout=240) for process in (first, second)]
+    for process, (_out, err) in zip((first, second), outputs, strict=True):
+        assert process.returncode == 0, err[-2000:]
+    results = sorted(line.split()[1] for out, _ in outputs for line in out.splitlines()
+                     if line.startswith("RESULT"))  # fmt: skip
+    assert results == ["False", "True"]  # one trained, the other waited and loaded
+    assert len((tmp_path / "cnn_utils_cache" / ".." / "fits.log").read_text().split()) == 1
+    names = _files(config.cache_dir())
+    assert len(names) == 2 and {Path(n).suffix for n in names} == {".keras", ".json"}
+    _, info = Recipe()(return_info=True)  # and the file is valid
+    assert info["from_cache"] is True
+
+
+@pytest.mark.parametrize("mode", ["kill-in-save", "kill-between-renames"])
+def test_process_killed_mid_save_leaves_nothing_trusted(tmp_path, mode):
+    import signal
+
+    process = _child(tmp_path, mode)
+    process.communicate(timeout=240)
+    assert process.returncode == -signal.SIGKILL
+    folder = config.cache_dir()
+    assert any(".tmp-" in name for name in _files(folder))  # the dead process's leftovers
+    recipe = Recipe()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _, info = recipe(return_info=True)
+    assert info["from_cache"] is False and recipe.fits == 1  # not trusted: trained again
+    cache_warnings = [w for w in caught if issubclass(w.category, training.CacheWarning)]
+    assert len(cache_warnings) == (1 if mode == "kill-between-renames" else 0)
+    assert not [name for name in _files(folder) if ".tmp-" in name]  # temporaries cleaned
+    assert len(_files(folder)) == 2
