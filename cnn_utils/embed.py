@@ -127,7 +127,7 @@ def measured_receptive_field(
 
     Raises:
         ValueError: An unknown layer, one without 4-D output, or a layer whose output does
-            not depend on the input.
+            not depend on the input (a disconnected graph or a zero gradient).
     """
     return_mask = _checks.flag("return_mask", return_mask)
     probe.ensure_built(model)
@@ -155,11 +155,13 @@ def measured_receptive_field(
     grad = probe.gradient(tape, unit, x, what=what)
     mask = np.abs(keras.ops.convert_to_numpy(tf.cast(grad, tf.float32))[0]).sum(axis=-1) > 0
     rows, cols = np.nonzero(mask)
-    sizes = (
-        (int(rows.max() - rows.min() + 1), int(cols.max() - cols.min() + 1))
-        if len(rows)
-        else (height, width)
-    )
+    if not len(rows):
+        raise ValueError(
+            f"layer_name must name a layer whose units depend on the input, but the gradient of "
+            f"the centre unit of {layer_name!r} is zero on every pixel (e.g. weights that are "
+            f"all zero or a layer that multiplies by 0). Received: layer_name={layer_name!r}"
+        )
+    sizes = (int(rows.max() - rows.min() + 1), int(cols.max() - cols.min() + 1))
     result = (*sizes, max(1, height // fh), max(1, width // fw))
     return (result, mask) if return_mask else result
 

@@ -69,6 +69,21 @@ def _check_weight(argname: str, value: float) -> float:
     return _checks.number(argname, value, minimum=0)
 
 
+def _batch_of_maps(x, name: str) -> tf.Tensor:
+    """A float32 tensor of rank 4 (batch, H, W, C); works on symbolic tensors inside the loop."""
+    x = (
+        tf.cast(x, tf.float32)
+        if isinstance(x, tf.Tensor)
+        else tf.constant(np.asarray(x, "float32"))
+    )
+    if x.shape.rank != 4:
+        raise ValueError(
+            f"{name} must be a batch of images or feature maps, shape (batch, H, W, C). "
+            f"Received: {name} with shape {tuple(x.shape)}"
+        )
+    return x
+
+
 def _pixels(x, name: str) -> np.ndarray:
     """A batch of finite images in [0, 1] (a 0..255 image is told to divide by 255)."""
     return _checks.images(x, name=name, rank=4, value_range=_VALUE_RANGE).numpy()
@@ -175,7 +190,7 @@ def gram_matrix(features) -> tf.Tensor:
     Returns:
         (batch, C, C): the channel correlations, which keep the texture and lose the layout.
     """
-    features = tf.convert_to_tensor(features, dtype=tf.float32)
+    features = _batch_of_maps(features, "features")
     size = tf.cast(tf.shape(features)[1] * tf.shape(features)[2], tf.float32)
     return tf.einsum("bhwc,bhwd->bcd", features, features) / size
 
@@ -208,6 +223,11 @@ class StyleContent:
     ):
         self.content = FeatureMatch(content_layer, content_target)
         self.style_layers = tuple(style_layers)
+        if not self.style_layers or len(self.style_layers) != len(style_targets):
+            raise ValueError(
+                "style_layers must name at least one layer, with one style target each. "
+                f"Received: style_layers={style_layers!r} and {len(style_targets)} targets"
+            )
         self.style_targets = [tf.constant(np.asarray(g, np.float32)) for g in style_targets]
         self.content_weight = _check_weight("content_weight", content_weight)
         self.style_weight = _check_weight("style_weight", style_weight)
@@ -256,7 +276,7 @@ def total_variation(x) -> tf.Tensor:
     Returns:
         (batch,) total variation (the beta = 2 version: squared differences).
     """
-    x = tf.convert_to_tensor(x, dtype=tf.float32)
+    x = _batch_of_maps(x, "x")
     dy = x[:, 1:, :, :] - x[:, :-1, :, :]
     dx = x[:, :, 1:, :] - x[:, :, :-1, :]
     return _mean_square(dy) + _mean_square(dx)
@@ -312,7 +332,7 @@ def gaussian_blur(x, sigma: float = 0.5) -> tf.Tensor:
         The blurred images (reflect padding at the borders), same shape.
     """
     sigma = _checks.number("sigma", sigma, positive=True)
-    x = tf.convert_to_tensor(x, dtype=tf.float32)
+    x = _batch_of_maps(x, "x")
     radius = max(1, int(np.ceil(3 * sigma)))
     taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
     taps = (taps / taps.sum()).astype(np.float32)

@@ -66,6 +66,10 @@ def test_measured_receptive_field_of_a_disconnected_layer_is_a_clear_error():
     model = keras.Model(inputs, cut)
     with pytest.raises(ValueError, match="gradient of layer 'cut'.* is None"):
         embed.measured_receptive_field(model, "cut")
+    zero = keras.layers.Lambda(lambda t: 0.0 * t, name="zero")(h)
+    model = keras.Model(inputs, zero)
+    with pytest.raises(ValueError, match="zero on every pixel"):
+        embed.measured_receptive_field(model, "zero")
 
 
 def test_top_activating_patches(model):

@@ -244,6 +244,10 @@ BAD_CALLS = [
         ),
         "style_weight must be >= 0",
     ),
+    (
+        lambda m: maximize.style_transfer(m, _X[:1], _X[1:], content_layer="res2", style_layers=[]),
+        "style_layers must name at least one layer",
+    ),
     (lambda m: maximize.optimize_input(m, object(), verbose=0), "objective must be a callable"),
     (lambda m: maximize.L2(float("nan")), "weight must be finite"),
     (lambda m: maximize.TotalVariation("1"), "weight must be a number"),
@@ -253,6 +257,9 @@ BAD_CALLS = [
     (lambda m: maximize.ClipSmallValues(percentile=float("nan")), "percentile must be finite"),
     (lambda m: maximize.ClipSmallGradients(percentile=-1), "percentile must be >= 0"),
     (lambda m: maximize.gaussian_blur(_X, sigma=float("inf")), "sigma must be finite"),
+    (lambda m: maximize.gaussian_blur(_X[0]), "x must be a batch of images"),
+    (lambda m: maximize.total_variation(_X[0, ..., 0]), "x must be a batch of images"),
+    (lambda m: maximize.gram_matrix(_X[0]), "features must be a batch of images or feature"),
 ]
 
 
