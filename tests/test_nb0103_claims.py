@@ -132,3 +132,13 @@ def test_nb03_narrow_resnet_fast_accuracy_over_seeds(seed):
     _, info = models.trained("resnet", seed=seed, return_info=True, verbose=0)
     print(f"seed {seed}: narrow ResNet FAST test accuracy {info['test_accuracy']:.4f}")
     assert info["test_accuracy"] >= 0.87
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_nb01_small_cnn_fast_accuracy_over_seeds(seed):
+    """Notebook 01, section 8: the FAST recipe of models.trained("small_cnn") with other seeds."""
+    if not config.FAST:
+        pytest.skip("the threshold checked here is the FAST one (CNN_UTILS_FAST=1)")
+    _, info = models.trained("small_cnn", seed=seed, return_info=True, verbose=0)
+    print(f"seed {seed}: small CNN FAST test accuracy {info['test_accuracy']:.4f}")
+    assert info["test_accuracy"] >= 0.84
