@@ -8,6 +8,10 @@ from :mod:`cnn_utils.attacks`, where the course introduced them.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
+import time
 from collections.abc import Callable, Mapping, Sequence
 
 import keras
@@ -15,7 +19,17 @@ import numpy as np
 import tensorflow as tf
 
 from cnn_utils import _checks
-from cnn_utils.attacks import ATTACKS, fgsm, loss_gradient_fn
+from cnn_utils.attacks import (
+    ATTACKS,
+    AttackSettings,
+    fgsm,
+    loss_gradient_fn,
+    model_cache,
+    pgd,
+    project,
+    random_in_ball,
+    steepest_step,
+)
 
 # ---------------------------------------------------------------------------------------------
 # Distances and predictions
@@ -106,6 +120,342 @@ def predict_with_confidence(
 
 
 # ---------------------------------------------------------------------------------------------
+# Attacks that track every iterate: best iterate, early exit, APGD
+# ---------------------------------------------------------------------------------------------
+
+LOSSES = ("ce", "dlr", "dlr_targeted")
+"""Losses of :func:`apgd`: cross-entropy, difference of logits ratio, and its targeted form."""
+
+
+def _attack_loss(kind: str, logits, y, target):
+    """Per-example loss to ascend: CE, DLR or targeted DLR (Croce & Hein 2020, eqs. 5 and 6)."""
+    if kind == "ce":
+        return tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits)
+    top = tf.math.top_k(logits, k=min(4, int(logits.shape[-1]))).values
+    z_y = tf.gather(logits, y, batch_dims=1)
+    if kind == "dlr":
+        other = tf.where(tf.equal(top[:, 0], z_y), top[:, 1], top[:, 0])  # best other class
+        return -(z_y - other) / (top[:, 0] - top[:, 2] + 1e-12)
+    z_t = tf.gather(logits, target, batch_dims=1)
+    spread = top[:, 0] - (0.5 * (top[:, 2] + top[:, 3]) if top.shape[-1] >= 4 else top[:, -1])
+    return -(z_y - z_t) / (spread + 1e-12)
+
+
+def _loss_and_gradient(model_ref, kind, x, y, target):
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        logits = tf.cast(model_ref()(x, training=False), tf.float32)
+        losses = _attack_loss(kind, logits, y, target)
+        total = tf.reduce_sum(losses)
+    grad = tape.gradient(total, x)
+    return logits, losses, tf.zeros_like(x) if grad is None else grad
+
+
+def _loss_gradient_fn(model, kind: str) -> Callable:
+    """Compiled ``(logits, per-example loss, input gradient)``, not inlined (as in attacks)."""
+    cache, ref = model_cache(model)
+    key = ("loss_and_gradient", kind)
+    if key not in cache:
+        cache[key] = tf.function(
+            functools.partial(_loss_and_gradient, ref, kind),
+            reduce_retracing=True,
+            experimental_attributes={"_noinline": True},
+        )
+    return cache[key]
+
+
+def _compiled(model, key: tuple, core: Callable) -> Callable:
+    cache, ref = model_cache(model)
+    if key not in cache:
+        cache[key] = tf.function(functools.partial(core, ref, *key[1:]), reduce_retracing=True)
+    return cache[key]
+
+
+def _record(fooled, idx, x_adv, broken, x_out):
+    """Mark the working-set examples that ``fooled`` and keep the input that fooled them."""
+    where = tf.boolean_mask(idx, fooled)[:, None]
+    broken = tf.tensor_scatter_nd_update(broken, where, tf.ones_like(where[:, 0], tf.bool))
+    return broken, tf.tensor_scatter_nd_update(x_out, where, tf.boolean_mask(x_adv, fooled))
+
+
+def _loop(cond, body, state: dict, shrinking: tuple) -> dict:
+    """``tf.while_loop`` over a dict whose working-set entries shrink along axis 0."""
+    invariants = {
+        k: tf.TensorShape([None, *v.shape[1:]]) if k in shrinking else v.shape
+        for k, v in state.items()
+    }
+    (state,) = tf.while_loop(
+        lambda s: tf.logical_and(cond(s), tf.size(s["idx"]) > 0),
+        lambda s: (body(s),),
+        (state,),
+        shape_invariants=(invariants,),
+    )
+    return state
+
+
+def _shrink(state: dict, shrinking: tuple, keep) -> dict:
+    return {k: tf.boolean_mask(v, keep) if k in shrinking else v for k, v in state.items()}
+
+
+def _pgd_tracked_core(
+    model_ref, norm, random_start, x, y, epsilon, num_steps, step_size, lo, hi, seed
+):
+    """PGD that scores every iterate and stops attacking an example once it is misclassified."""
+    grad_fn = _loss_gradient_fn(model_ref(), "ce")
+    start = x + random_in_ball(x, epsilon, norm, seed) if random_start else x
+    n = tf.shape(x)[0]
+    state = {
+        "i": tf.constant(0),
+        "work": tf.constant(0),
+        "broken": tf.zeros([n], tf.bool),
+        "x_out": x,
+        "idx": tf.range(n),
+        "x": x,
+        "y": y,
+        "x_adv": tf.clip_by_value(start, lo, hi),
+    }
+    shrinking = ("idx", "x", "y", "x_adv")
+
+    def body(s):
+        logits, _, grad = grad_fn(s["x_adv"], s["y"], s["y"])
+        fooled = tf.not_equal(tf.argmax(logits, -1, output_type=tf.int32), s["y"])
+        s = dict(s, work=s["work"] + tf.size(s["idx"]), i=s["i"] + 1)
+        s["broken"], s["x_out"] = _record(fooled, s["idx"], s["x_adv"], s["broken"], s["x_out"])
+        x_new = s["x_adv"] + step_size * steepest_step(grad, norm)
+        s["x_adv"] = tf.clip_by_value(project(x_new, s["x"], epsilon, norm), lo, hi)
+        return _shrink(s, shrinking, tf.logical_not(fooled))
+
+    s = _loop(lambda s: s["i"] < num_steps, body, state, shrinking)
+    # The last iterate needs a forward pass only (none on an empty batch: oneDNN refuses it).
+    fooled = tf.cond(
+        tf.size(s["idx"]) > 0,
+        lambda: tf.not_equal(
+            tf.argmax(model_ref()(s["x_adv"], training=False), -1, tf.int32), s["y"]
+        ),
+        lambda: tf.zeros([0], tf.bool),
+    )
+    broken, x_out = _record(fooled, s["idx"], s["x_adv"], s["broken"], s["x_out"])
+    x_out = tf.tensor_scatter_nd_update(x_out, s["idx"][:, None], s["x_adv"])
+    return broken, x_out, s["work"]
+
+
+def _fraction(share: float, steps) -> tf.Tensor:
+    """``max(1, floor(share * steps))``: APGD's checkpoint lengths, as in the reference code."""
+    return tf.maximum(tf.cast(share * steps, tf.int32), 1)
+
+
+def _apgd_core(model_ref, norm, loss, x, y, target, epsilon, num_steps, lo, hi, seed, rho):
+    """Auto-PGD (Croce & Hein 2020, Algorithm 1) with early exit; see :func:`apgd`."""
+    grad_fn = _loss_gradient_fn(model_ref(), loss)
+    n, steps = tf.shape(x)[0], tf.cast(num_steps, tf.float32)
+    noise = (
+        tf.random.stateless_uniform(tf.shape(x), seed, -1.0, 1.0)
+        if norm == "linf"
+        else tf.random.stateless_normal(tf.shape(x), seed)
+    )
+    scale = tf.reduce_max(tf.abs(noise), axis=tf.range(1, tf.rank(x)), keepdims=True)
+    if norm == "l2":
+        scale = tf.norm(tf.reshape(noise, [n, -1]), axis=1)[(...,) + (None,) * (len(x.shape) - 1)]
+    x_adv = tf.clip_by_value(x + epsilon * noise / tf.maximum(scale, 1e-12), lo, hi)
+    logits, losses, grad = grad_fn(x_adv, y, target)
+    fooled = tf.not_equal(tf.argmax(logits, -1, output_type=tf.int32), y)
+    broken, x_out = _record(fooled, tf.range(n), x_adv, tf.zeros([n], tf.bool), x)
+    ones = tf.ones([n], tf.float32)
+    state = {
+        "i": tf.constant(0),
+        "work": n,
+        "since": tf.constant(0),
+        "period": _fraction(0.22, steps),
+        "broken": broken,
+        "x_out": x_out,
+        "idx": tf.range(n),
+        "x": x,
+        "y": y,
+        "target": target,
+        "x_adv": x_adv,
+        "x_prev": x_adv,
+        "grad": grad,
+        "x_best": x_adv,
+        "grad_best": grad,
+        "loss_best": losses,
+        "loss_prev": losses,
+        "loss_at_check": losses,
+        "rises": 0.0 * ones,
+        "reduced": ones > 0.0,
+        "eta": 2.0 * epsilon * ones,
+    }
+    shrinking = tuple(
+        k for k in state if k not in ("i", "work", "since", "period", "broken", "x_out")
+    )
+    expand = (slice(None),) + (None,) * (len(x.shape) - 1)
+
+    def body(s):
+        s = dict(s)
+        x, x_adv, eta = s["x"], s["x_adv"], s["eta"][expand]
+        z = tf.clip_by_value(
+            project(x_adv + eta * steepest_step(s["grad"], norm), x, epsilon, norm), lo, hi
+        )
+        alpha = tf.where(s["i"] > 0, 0.75, 1.0)  # momentum 0.75, none on the first step
+        x_new = x_adv + alpha * (z - x_adv) + (1.0 - alpha) * (x_adv - s["x_prev"])
+        s["x_prev"], s["x_adv"] = x_adv, tf.clip_by_value(project(x_new, x, epsilon, norm), lo, hi)
+        logits, losses, s["grad"] = grad_fn(s["x_adv"], s["y"], s["target"])
+        s["work"] += tf.size(s["idx"])
+        fooled = tf.not_equal(tf.argmax(logits, -1, output_type=tf.int32), s["y"])
+        s["broken"], s["x_out"] = _record(fooled, s["idx"], s["x_adv"], s["broken"], s["x_out"])
+        better = losses > s["loss_best"]
+        s["x_best"] = tf.where(better[expand], s["x_adv"], s["x_best"])
+        s["grad_best"] = tf.where(better[expand], s["grad"], s["grad_best"])
+        s["loss_best"] = tf.maximum(losses, s["loss_best"])
+        s["rises"] += tf.cast(losses > s["loss_prev"], tf.float32)
+        s["loss_prev"], s["i"], s["since"] = losses, s["i"] + 1, s["since"] + 1
+        # Checkpoint: halve the step and restart from the best point where the loss rose in
+        # fewer than rho of the steps (condition 1) or the step was not cut last time and the
+        # best loss has not improved since (condition 2).
+        at_check = tf.equal(s["since"], s["period"])
+        stalled = tf.logical_and(tf.logical_not(s["reduced"]), s["loss_at_check"] >= s["loss_best"])
+        cut = tf.logical_and(
+            at_check, tf.logical_or(s["rises"] <= rho * tf.cast(s["since"], tf.float32), stalled)
+        )
+        s["eta"] = tf.where(cut, s["eta"] / 2.0, s["eta"])
+        s["x_adv"] = tf.where(cut[expand], s["x_best"], s["x_adv"])
+        s["x_prev"] = tf.where(cut[expand], s["x_best"], s["x_prev"])
+        s["grad"] = tf.where(cut[expand], s["grad_best"], s["grad"])
+        s["reduced"] = tf.where(at_check, cut, s["reduced"])
+        s["loss_at_check"] = tf.where(at_check, s["loss_best"], s["loss_at_check"])
+        s["rises"] = tf.where(at_check, 0.0, s["rises"])
+        shorter = tf.maximum(s["period"] - _fraction(0.03, steps), _fraction(0.06, steps))
+        s["period"] = tf.where(at_check, shorter, s["period"])
+        s["since"] = tf.where(at_check, 0, s["since"])
+        return _shrink(s, shrinking, tf.logical_not(fooled))
+
+    s = _loop(lambda s: s["i"] < num_steps, body, state, shrinking)
+    x_out = tf.tensor_scatter_nd_update(s["x_out"], s["idx"][:, None], s["x_best"])
+    return s["broken"], x_out, s["work"]
+
+
+def _stateless_seed(seed, run: int = 0) -> tf.Tensor:
+    if seed is None:
+        return tf.random.uniform([2], maxval=2**31 - 1, dtype=tf.int32)
+    return tf.constant([(seed + 7919 * run) % (2**31 - 1), 1], tf.int32)
+
+
+def _run_apgd(model, x, labels, settings: AttackSettings, loss: str, target_rank: int, rho, run=0):
+    """APGD on checked inputs: ``(broken, x_out, passes)`` as numpy arrays and an int."""
+    target = labels
+    if loss == "dlr_targeted":
+        logits = tf.cast(model(x, training=False), tf.float32)
+        target = tf.math.top_k(logits, k=target_rank).indices[:, target_rank - 1]
+    fn = _compiled(model, ("apgd", settings.norm, loss), _apgd_core)
+    seed = _stateless_seed(settings.seed, run)
+    target = tf.cast(target, tf.int32)
+    broken, x_out, work = fn(x, labels, target, *_numbers(settings), seed, tf.constant(rho))
+    return broken.numpy(), x_out, int(work)
+
+
+def _numbers(settings: AttackSettings):
+    return (
+        tf.constant(settings.epsilon, tf.float32),
+        tf.constant(settings.num_steps, tf.int32),
+        tf.constant(settings.clip_value_min, tf.float32),
+        tf.constant(settings.clip_value_max, tf.float32),
+    )
+
+
+def apgd(
+    model: Callable,
+    x,
+    y,
+    epsilon: float = 0.3,
+    num_steps: int = 100,
+    *,
+    loss: str = "ce",
+    target_rank: int = 2,
+    rho: float = 0.75,
+    norm: str = "linf",
+    clip_value_min: float = 0.0,
+    clip_value_max: float = 1.0,
+    seed: int | None = None,
+) -> tf.Tensor:
+    """Auto-PGD (Croce & Hein 2020): PGD with a step-size schedule instead of a step size.
+
+    From "Reliable evaluation of adversarial robustness with an ensemble of diverse
+    parameter-free attacks" (ICML 2020), the first attack of AutoAttack.
+    From a random point of the ball, steps of size ``eta`` (initially ``2 * epsilon``) along
+    :func:`~cnn_utils.attacks.steepest_step`, with momentum 0.75
+    (``x_{k+1} = P(x_k + 0.75 (z_{k+1} - x_k) + 0.25 (x_k - x_{k-1}))``, ``z`` the projected
+    step). At checkpoints after 22 %, then shorter and shorter periods (3 % less each time,
+    at least 6 %), an example's step is halved and its iterate restarted from its best point
+    when the loss rose in at most ``rho`` of the period's steps, or when the step was not
+    halved at the previous checkpoint and the best loss has not improved since. Losses: ``"ce"``
+    (cross-entropy), ``"dlr"`` (difference of logits ratio
+    ``-(z_y - max_{i != y} z_i) / (z_pi1 - z_pi3)``, invariant to the scale of the logits) and
+    ``"dlr_targeted"`` (``-(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2)``, with target ``t`` the
+    class ranked ``target_rank`` by the model on the clean input). An example that becomes
+    misclassified keeps that point and leaves the working set (early exit); the others end at
+    their highest-loss point. Compiled once per model, norm and loss; nothing retraces when the
+    numbers change.
+
+    Args:
+        model: Keras model (or callable) returning logits.
+        x: Float inputs in ``[clip_value_min, clip_value_max]``, shape (batch, ...).
+        y: True integer labels, shape (batch,).
+        epsilon: Radius of the ball, >= 0.
+        num_steps: Iterations, >= 1 (100 in AutoAttack).
+        loss: One of :data:`LOSSES`.
+        target_rank: For ``"dlr_targeted"``: 2 targets the highest-scored other class of a
+            correctly classified input, 3 the next, ... (at most the number of classes).
+        rho: Fraction of rising steps below which the step is halved (0.75 in the paper).
+        norm: ``"linf"`` or ``"l2"``.
+        clip_value_min: Lower end of the valid input range.
+        clip_value_max: Upper end of the valid input range.
+        seed: Seed of the random start; ``None`` draws one from TensorFlow's global generator.
+
+    Returns:
+        Adversarial inputs, a float32 tensor shaped like ``x``, in the ball and the clip range.
+
+    Raises:
+        ValueError: A bad argument (the message names it and the value received), labels that
+            are not one integer per example in range, a model that does not return logits, or
+            a DLR loss on a model with fewer than 3 classes.
+    """
+    settings, loss, target_rank, rho = _apgd_settings(
+        epsilon, num_steps, loss, target_rank, rho, norm, clip_value_min, clip_value_max, seed
+    )
+    x, labels = _checked_batch(model, x, y, settings, loss, target_rank)
+    if int(x.shape[0]) == 0 or settings.epsilon == 0.0:
+        return tf.identity(x)
+    return _run_apgd(model, x, labels, settings, loss, target_rank, rho)[1]
+
+
+def _apgd_settings(epsilon, num_steps, loss, target_rank, rho, norm, lo, hi, seed):
+    settings = AttackSettings(
+        epsilon, num_steps, None, norm, clip_value_min=lo, clip_value_max=hi, seed=seed
+    )
+    loss = _checks.one_of("loss", loss, LOSSES)
+    target_rank = _checks.integer("target_rank", target_rank, minimum=2)
+    rho = _checks.number("rho", rho, minimum=0.0, maximum=1.0)
+    return settings, loss, target_rank, rho
+
+
+def _checked_batch(model, x, y, settings: AttackSettings, loss="ce", target_rank=2):
+    """Images in the clip range and labels in range for ``model`` (as the attacks check them)."""
+    x = _checks.images(x, value_range=(settings.clip_value_min, settings.clip_value_max))
+    batch = int(x.shape[0])
+    labels = _checks.labels(y, batch)
+    if batch == 0:
+        return x, labels
+    classes = _checks.logits_model(model, x)
+    labels = _checks.labels(labels, batch, classes)
+    needed = {"ce": 2, "dlr": 3, "dlr_targeted": max(3, target_rank)}[loss]
+    if classes is not None and classes < needed:
+        raise ValueError(
+            f"loss={loss!r} needs a model with at least {needed} classes (target_rank="
+            f"{target_rank}). Received: a model with {classes} outputs"
+        )
+    return x, labels
+
+
+# ---------------------------------------------------------------------------------------------
 # Robust accuracy, sweeps, transfer
 # ---------------------------------------------------------------------------------------------
 
@@ -125,6 +475,56 @@ def resolve_attack(attack) -> Callable | None:
     )
 
 
+def _broken(model, x, labels, attack, kwargs: dict, run: int) -> tuple[np.ndarray, int]:
+    """Which examples ``attack`` breaks (any iterate for PGD and APGD), and the passes used."""
+    if attack is pgd or attack is apgd:
+        if attack is pgd:
+            unknown = set(kwargs) - set(inspect.signature(pgd).parameters)
+            if unknown:
+                raise ValueError(f"pgd has no argument {sorted(unknown)[0]!r}. Received: {kwargs}")
+            defaults = {"epsilon": 0.3, "num_steps": 20, "step_size": 0.01, "random_start": True}
+            options = {**defaults, **kwargs, "targeted": False}
+            options.pop("soft_label", None)  # only correctly classified inputs are attacked
+            settings = AttackSettings.of(options)
+        else:
+            settings, loss, rank, rho = _apgd_settings(**_apgd_options(kwargs))
+        x, labels = _checked_batch(model, x, labels, settings)
+        if settings.epsilon == 0.0:
+            return np.zeros(len(labels), bool), 0
+        if attack is apgd:
+            broken, _, work = _run_apgd(model, x, labels, settings, loss, rank, rho, run)
+            return broken, work
+        key = ("pgd_tracked", settings.norm, settings.random_start)
+        broken, _, work = _compiled(model, key, _pgd_tracked_core)(
+            x,
+            labels,
+            tf.constant(settings.epsilon, tf.float32),
+            tf.constant(settings.num_steps, tf.int32),
+            tf.constant(settings.step_size, tf.float32),
+            tf.constant(settings.clip_value_min, tf.float32),
+            tf.constant(settings.clip_value_max, tf.float32),
+            _stateless_seed(settings.seed, run),
+        )
+        return broken.numpy(), int(work)
+    if run and "seed" in kwargs and kwargs["seed"] is not None:
+        kwargs = dict(kwargs, seed=kwargs["seed"] + 7919 * run)
+    x_adv = attack(model, x, labels, **kwargs)
+    return predict_labels(model, x_adv, len(labels) or 1) != np.asarray(labels), 0
+
+
+def _apgd_options(kwargs: dict) -> dict:
+    names = ("epsilon", "num_steps", "loss", "target_rank", "rho", "norm", "seed")
+    unknown = set(kwargs) - set(names) - {"clip_value_min", "clip_value_max"}
+    if unknown:
+        raise ValueError(f"apgd has no argument {sorted(unknown)[0]!r}. Received: {kwargs!r}")
+    options = {"epsilon": 0.3, "num_steps": 100, "loss": "ce", "target_rank": 2, "rho": 0.75}
+    options.update(norm="linf", seed=None, lo=0.0, hi=1.0)
+    options.update({k: v for k, v in kwargs.items() if k in names})
+    options["lo"] = kwargs.get("clip_value_min", 0.0)
+    options["hi"] = kwargs.get("clip_value_max", 1.0)
+    return options
+
+
 def robust_accuracy(
     model: Callable,
     x,
@@ -132,35 +532,48 @@ def robust_accuracy(
     attack: Callable | str | None,
     batch_size: int = 256,
     *,
+    restarts: int = 0,
     verbose: int = 1,
+    return_details: bool = False,
     **attack_kwargs,
-) -> float:
-    """Accuracy of ``model`` on adversarial examples made by ``attack``, batch by batch.
+):
+    """Accuracy of ``model`` under ``attack``, counting an example as broken by any iterate.
 
-    For each batch, ``x_adv = attack(model, x_batch, y_batch, **attack_kwargs)`` is made and
-    classified; the result is the fraction of examples whose prediction on ``x_adv`` is still
-    the true label. With ``attack=None`` it is the clean accuracy.
+    Only the examples the model classifies correctly are attacked. For :func:`pgd` and
+    :func:`apgd` (or their names) every iterate is scored, as AutoAttack does: an example is
+    broken as soon as any iterate is misclassified (the best iterate, not the last), and it then
+    leaves the batch, so the attack keeps working on the survivors only (early exit). Each of
+    the ``restarts`` extra runs attacks the survivors again from a new random start; an example
+    is robust only if it survives every run. Any other attack (``"fgsm"``, ``"mim"``, a
+    callable with their signature) is scored on the input it returns. With ``attack=None`` it
+    is the clean accuracy.
 
     Args:
         model: Keras model returning logits.
         x: Inputs, shape (n, ...), in the attack's clip range.
         y: True integer labels, shape (n,).
-        attack: ``fgsm``, ``pgd``, ``mim`` (or their names), any callable with the same
-            signature, or ``None`` for clean accuracy.
+        attack: ``fgsm``, ``pgd``, ``mim`` (or their names), :func:`apgd`, any callable with
+            the same signature, or ``None`` for clean accuracy.
         batch_size: Examples attacked at once.
-        verbose: 1 shows a progress bar, 0 is silent.
+        restarts: Extra runs on the survivors, >= 0 (each from a new random start; with a
+            ``seed``, run ``r`` uses ``seed + 7919 * r``).
+        verbose: 1 shows a progress bar per run, 0 is silent.
+        return_details: Also return a dict with ``robust`` (a bool per example), ``passes``
+            (forward+backward passes of PGD/APGD per attacked example) and ``per_run``
+            (the accuracy after each run).
         **attack_kwargs: Passed to the attack (``epsilon``, ``num_steps``, ``norm``...).
 
     Returns:
-        The robust accuracy, a float in [0, 1].
+        The robust accuracy, a float in [0, 1]; with ``return_details``, ``(accuracy, details)``.
 
     Raises:
-        ValueError: A bad batch size, unknown attack, labels that do not match ``x``, a
-            targeted attack (robust accuracy is measured against the true labels), or any
-            error of the attack itself.
+        ValueError: A bad batch size or number of restarts, an unknown attack, labels that do
+            not match ``x``, a targeted attack (robust accuracy is measured against the true
+            labels), or any error of the attack itself.
     """
     attack = resolve_attack(attack)
     batch_size = _checks.batch_size(batch_size)
+    restarts = _checks.integer("restarts", restarts, minimum=0)
     if attack_kwargs.get("targeted"):
         raise ValueError(
             "robust_accuracy measures accuracy against the true labels and cannot run a "
@@ -170,16 +583,29 @@ def robust_accuracy(
     labels = np.asarray(_checks.labels(y, n))
     if n == 0:
         raise ValueError("x must hold at least one example. Received: 0 examples")
-    bar = keras.utils.Progbar(n, verbose=verbose, unit_name="example") if verbose else None
-    correct = 0
-    for start in range(0, n, batch_size):
-        xb, yb = x[start : start + batch_size], labels[start : start + batch_size]
-        if attack is not None:
-            xb = attack(model, xb, yb, **attack_kwargs)
-        correct += int(np.sum(predict_labels(model, xb, batch_size) == yb))
-        if bar is not None:
-            bar.add(len(yb), values=[("accuracy", correct / min(start + batch_size, n))])
-    return correct / n
+    robust = predict_labels(model, x, batch_size) == labels
+    attacked, work, per_run = int(robust.sum()), 0, []
+    for run in range(1 + restarts if attack is not None else 0):
+        index = np.flatnonzero(robust)
+        bar = keras.utils.Progbar(len(index), verbose=verbose, unit_name="example")
+        for start in range(0, len(index), batch_size):
+            chunk = index[start : start + batch_size]
+            broken, passes = _broken(
+                model, _take(x, chunk), labels[chunk], attack, dict(attack_kwargs), run
+            )
+            robust[chunk[broken]] = False
+            work += passes
+            if verbose:
+                bar.add(len(chunk), values=[("accuracy", robust.mean())])
+        per_run.append(float(robust.mean()))
+    accuracy = float(robust.mean())
+    if not return_details:
+        return accuracy
+    return accuracy, {"robust": robust, "passes": work / max(attacked, 1), "per_run": per_run}
+
+
+def _take(x, index: np.ndarray):
+    return tf.gather(x, index) if isinstance(x, tf.Tensor) else np.asarray(x)[index]
 
 
 _FGSM_ARGS = {"epsilon", "norm", "soft_label", "clip_value_min", "clip_value_max"}
@@ -406,3 +832,273 @@ def loss_surface(
         "g": g,
         "g_perp": g_perp.astype(np.float32),
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# The standard protocol and the gradient-masking checks
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class RobustnessReport:
+    """The result of :func:`evaluate_robustness`.
+
+    Attributes:
+        robust: One bool per example: classified correctly and not broken by any stage.
+        x_adv: Per-example worst case: the input that broke the example, or for a robust one
+            the highest-loss point of the last stage that attacked it (``x`` if none did).
+        broken_by: Per example, the stage that broke it (``"clean"`` for a clean error), or
+            ``""`` for a robust example.
+        table: A pandas DataFrame, one row per stage (``clean``, each attack, ``final``): the
+            accuracy after the stage, the examples it broke, its time in seconds and the
+            forward+backward passes per attacked example.
+    """
+
+    robust: np.ndarray
+    x_adv: np.ndarray
+    broken_by: np.ndarray
+    table: object
+
+    @property
+    def accuracy(self) -> float:
+        """The final robust accuracy."""
+        return float(self.robust.mean())
+
+
+def evaluate_robustness(
+    model: Callable,
+    x,
+    y,
+    epsilon: float,
+    norm: str = "linf",
+    *,
+    num_steps: int = 100,
+    target_classes: int = 9,
+    batch_size: int = 500,
+    clip_value_min: float = 0.0,
+    clip_value_max: float = 1.0,
+    seed: int = 0,
+    verbose: int = 1,
+) -> RobustnessReport:
+    """Robust accuracy under "AutoAttack-lite": APGD-CE, then targeted APGD-DLR on the survivors.
+
+    The protocol of AutoAttack (Croce & Hein 2020, "Reliable evaluation of adversarial
+    robustness with an ensemble of diverse parameter-free attacks") without its two other
+    attacks: **FAB and Square are not included**, so this is an upper bound on what full
+    AutoAttack would report (in the paper the two APGD attacks account for almost all of its
+    strength on undefended and adversarially trained models, but a defence that masks
+    gradients can fool them; see :func:`gradient_masking_checks`). Stages: ``clean`` (the
+    errors of the model), ``apgd-ce`` (:func:`apgd` with cross-entropy, one run), ``apgd-t``
+    (targeted DLR against each of the ``target_classes`` highest-scored other classes in turn,
+    one run each, on the examples still standing). Every iterate counts (an example is broken
+    by any misclassified iterate) and broken examples leave the batch.
+
+    Args:
+        model: Keras model returning logits.
+        x: Inputs, shape (n, ...), in ``[clip_value_min, clip_value_max]``.
+        y: True integer labels, shape (n,).
+        epsilon: Radius of the ball, >= 0.
+        norm: ``"linf"`` or ``"l2"``.
+        num_steps: APGD iterations per run (100 in AutoAttack).
+        target_classes: Target classes of the targeted stage (9 in AutoAttack; at most the
+            number of classes minus one).
+        batch_size: Examples attacked at once.
+        clip_value_min: Lower end of the valid input range.
+        clip_value_max: Upper end of the valid input range.
+        seed: Seed of the random starts (each run gets its own).
+        verbose: 1 prints one line per stage, 0 is silent.
+
+    Returns:
+        A :class:`RobustnessReport` (``report.accuracy``, ``report.table``...).
+
+    Raises:
+        ValueError: A bad argument (the message names it), labels that do not match ``x``, or a
+            model that does not return logits.
+    """
+    import pandas as pd
+
+    settings = AttackSettings(
+        epsilon,
+        num_steps,
+        None,
+        norm,
+        clip_value_min=clip_value_min,
+        clip_value_max=clip_value_max,
+        seed=_checks.integer("seed", seed, minimum=0),
+    )
+    target_classes = _checks.integer("target_classes", target_classes, minimum=0)
+    batch_size = _checks.batch_size(batch_size)
+    verbose = _checks.one_of("verbose", verbose, (0, 1))
+    x_all, labels = _checked_batch(model, x, y, settings)
+    n = len(labels)
+    if n == 0:
+        raise ValueError("x must hold at least one example. Received: 0 examples")
+    classes = int(model(x_all[:1], training=False).shape[-1])
+    x_np, labels = np.asarray(x_all), np.asarray(labels)
+    start = time.perf_counter()
+    robust = predict_labels(model, x_np, batch_size) == labels
+    x_adv = x_np.copy()
+    broken_by = np.where(robust, "", "clean").astype(object)
+    rows = [
+        {
+            "stage": "clean",
+            "accuracy": robust.mean(),
+            "broken": int((~robust).sum()),
+            "seconds": time.perf_counter() - start,
+            "passes_per_example": 0.0,
+        }
+    ]
+    if verbose:
+        print(f"clean: accuracy {robust.mean():.4f} ({n} examples)")
+    stages = [("apgd-ce", "ce", 2)]
+    stages += [
+        (f"apgd-t (target {r - 1})", "dlr_targeted", r)
+        for r in range(2, min(target_classes, classes - 1) + 2)
+    ]
+    for run, (stage, loss, rank) in enumerate(stages):
+        if loss == "dlr_targeted" and classes < 3:
+            break
+        start, work, index = time.perf_counter(), 0, np.flatnonzero(robust)
+        broken_count = 0
+        for begin in range(0, len(index), batch_size):
+            chunk = index[begin : begin + batch_size]
+            broken, x_out, passes = _run_apgd(
+                model,
+                tf.constant(x_np[chunk]),
+                tf.constant(labels[chunk]),
+                settings,
+                loss,
+                rank,
+                0.75,
+                run,
+            )
+            x_adv[chunk] = np.asarray(x_out)
+            robust[chunk[broken]] = False
+            broken_by[chunk[broken]] = stage
+            work, broken_count = work + passes, broken_count + int(broken.sum())
+        seconds = time.perf_counter() - start
+        rows.append(
+            {
+                "stage": stage,
+                "accuracy": robust.mean(),
+                "broken": broken_count,
+                "seconds": seconds,
+                "passes_per_example": work / max(len(index), 1),
+            }
+        )
+        if verbose:
+            print(f"{stage}: accuracy {robust.mean():.4f} (broke {broken_count}, {seconds:.1f} s)")
+    total = sum(row["seconds"] for row in rows)
+    rows.append(
+        {
+            "stage": "final",
+            "accuracy": robust.mean(),
+            "broken": int((~robust).sum()),
+            "seconds": total,
+            "passes_per_example": np.nan,
+        }
+    )
+    table = pd.DataFrame(rows).set_index("stage")
+    return RobustnessReport(robust, x_adv, broken_by.astype(str), table)
+
+
+def gradient_masking_checks(
+    model: Callable,
+    x,
+    y,
+    epsilon: float,
+    *,
+    source_model: Callable | None = None,
+    epsilons: Sequence[float] | None = None,
+    norm: str = "linf",
+    num_steps: int = 20,
+    batch_size: int = 500,
+    seed: int = 0,
+    tolerance: float = 0.01,
+):
+    """The four symptoms of gradient masking (Athalye et al. 2018; Carlini et al. 2019), as a table.
+
+    1. *iterative <= single step*: PGD accuracy at ``epsilon`` is at most FGSM accuracy;
+    2. *white-box <= transfer*: PGD made on the model itself leaves at most the accuracy of PGD
+       examples made on ``source_model`` (a model trained apart) and transferred (skipped when
+       no source model is given);
+    3. *accuracy -> 0 as eps grows*: PGD at the largest radius (default the width of the clip
+       range, where any input is reachable) leaves at most 5 % accuracy;
+    4. *accuracy monotone in eps*: PGD accuracy never rises as epsilon grows.
+
+    A failed row does not prove masking, and passing all four does not prove robustness; a
+    failure says the reported robust accuracy is not to be trusted. PGD uses ``num_steps``
+    steps of ``2.5 * eps / num_steps`` from a random start, scored on every iterate.
+
+    Args:
+        model: Keras model returning logits.
+        x: Inputs, shape (n, ...), in [0, 1].
+        y: True integer labels, shape (n,).
+        epsilon: The radius the robustness is claimed for.
+        source_model: Another model (returning logits) for the transfer check, or ``None``.
+        epsilons: Radii of the sweep; default ``epsilon`` times 0, 0.25, 0.5, 1, 1.5, 2, and 1.0.
+        norm: ``"linf"`` or ``"l2"``.
+        num_steps: PGD steps.
+        batch_size: Examples attacked at once.
+        seed: Seed of the random starts.
+        tolerance: Slack of the comparisons (accuracy is measured on a finite sample).
+
+    Returns:
+        A pandas DataFrame indexed by check with columns ``passed`` (bool, or ``None`` when
+        skipped) and ``numbers`` (what was compared).
+
+    Raises:
+        ValueError: A bad argument (the message names it).
+    """
+    import pandas as pd
+
+    epsilon = _checks.number("epsilon", epsilon, positive=True)
+    tolerance = _checks.number("tolerance", tolerance, minimum=0.0)
+    if epsilons is None:
+        epsilons = [epsilon * f for f in (0.0, 0.25, 0.5, 1.0, 1.5, 2.0)] + [1.0]
+    epsilons = sorted({_checks.number("epsilons", e, minimum=0.0) for e in epsilons})
+    common = {"norm": norm, "batch_size": batch_size, "verbose": 0}
+
+    def pgd_accuracy(eps, target=model, source=model):
+        kwargs = dict(epsilon=eps, num_steps=num_steps, step_size=2.5 * eps / num_steps, seed=seed)
+        if source is target:
+            return robust_accuracy(target, x, y, "pgd", **common, **kwargs)
+        x_adv = np.concatenate(
+            [
+                np.asarray(pgd(source, xb, yb, norm=norm, **kwargs))
+                for xb, yb in zip(_batches(x, batch_size), label_batches, strict=True)
+            ]
+        )
+        return float(np.mean(predict_labels(target, x_adv, batch_size) == labels))
+
+    batch_size = _checks.batch_size(batch_size)
+    labels = np.asarray(_checks.labels(y, len(x)))
+    label_batches = [labels[i : i + batch_size] for i in range(0, len(labels), batch_size)]
+    rows = {}
+    white = pgd_accuracy(epsilon)
+    single = robust_accuracy(model, x, y, "fgsm", epsilon=epsilon, **common)
+    rows["iterative <= single step"] = (
+        white <= single + tolerance,
+        f"PGD {white:.4f} vs FGSM {single:.4f}",
+    )
+    if source_model is None:
+        rows["white-box <= transfer"] = (None, "skipped: no source_model")
+    else:
+        transfer = pgd_accuracy(epsilon, source=source_model)
+        rows["white-box <= transfer"] = (
+            white <= transfer + tolerance,
+            f"white-box {white:.4f} vs transfer {transfer:.4f}",
+        )
+    sweep = [
+        pgd_accuracy(e) if e > 0 else robust_accuracy(model, x, y, None, **common) for e in epsilons
+    ]
+    rows["accuracy -> 0 as eps grows"] = (
+        sweep[-1] <= 0.05,
+        f"PGD {sweep[-1]:.4f} at eps={epsilons[-1]:g}",
+    )
+    rises = [b - a for a, b in zip(sweep[:-1], sweep[1:], strict=True)]
+    text = ", ".join(f"{e:g}: {a:.4f}" for e, a in zip(epsilons, sweep, strict=True))
+    rows["accuracy monotone in eps"] = (max(rises, default=0.0) <= tolerance, text)
+    frame = pd.DataFrame.from_dict(rows, orient="index", columns=["passed", "numbers"])
+    frame.index.name = "check"
+    return frame

@@ -111,3 +111,130 @@ def test_bad_helper_arguments(model):
         robustness.epsilon_sweep(model, x, y, [0.1, -0.1], verbose=0)
     with pytest.raises(ValueError, match="epsilons must hold at least one"):
         robustness.epsilon_sweep(model, x, y, [], verbose=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Best iterate, restarts, APGD, the protocol, gradient-masking checks
+# ---------------------------------------------------------------------------------------------
+
+
+def _last_iterate_pgd(model, x, y, **kwargs):
+    return attacks.pgd(model, x, y, **kwargs)  # a plain callable: scored on its last iterate
+
+
+def test_best_iterate_pgd_is_at_least_as_strong_and_exits_early(trained):
+    model, x, y = trained
+    kwargs = {"epsilon": 0.2, "num_steps": 10, "step_size": 0.05, "seed": 0, "verbose": 0}
+    last = robustness.robust_accuracy(model, x, y, _last_iterate_pgd, **kwargs)
+    best, details = robustness.robust_accuracy(model, x, y, "pgd", return_details=True, **kwargs)
+    assert best <= last
+    assert details["passes"] < 10  # broken examples stop being attacked
+    np.testing.assert_array_equal(details["robust"].mean(), best)
+    more, more_details = robustness.robust_accuracy(
+        model, x, y, "pgd", restarts=2, return_details=True, **kwargs
+    )
+    assert more <= best and len(more_details["per_run"]) == 3
+    assert more_details["per_run"] == sorted(more_details["per_run"], reverse=True)
+    with pytest.raises(ValueError, match="restarts must be >= 0"):
+        robustness.robust_accuracy(model, x, y, "pgd", restarts=-1, verbose=0)
+    with pytest.raises(ValueError, match="pgd has no argument 'num_step'"):
+        robustness.robust_accuracy(model, x, y, "pgd", num_step=3, verbose=0)
+
+
+@pytest.mark.parametrize("loss", robustness.LOSSES)
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_apgd_stays_in_ball_and_clip_range(trained, norm, loss):
+    model, x, y = trained
+    x = x[:40] * 1.5 - 0.5  # in [-0.5, 1]
+    eps = 0.1 if norm == "linf" else 0.8
+    x_adv = robustness.apgd(
+        model, x, y[:40], eps, 8, loss=loss, norm=norm, clip_value_min=-0.5, seed=1
+    ).numpy()
+    assert x_adv.dtype == np.float32 and x_adv.shape == x.shape and np.all(np.isfinite(x_adv))
+    p = np.inf if norm == "linf" else 2
+    assert robustness.lp_distance(x, x_adv, p).max() <= eps * (1 + 1e-5) + 1e-6
+    assert x_adv.min() >= -0.5 and x_adv.max() <= 1.0
+
+
+def test_apgd_zero_gradient_gives_no_nan():
+    from test_attacks import ConstantModel
+
+    x = images(6)
+    for loss in robustness.LOSSES:
+        for connected in (True, False):
+            x_adv = robustness.apgd(ConstantModel(connected), x, labels(6), 0.2, 5, loss=loss)
+            assert np.all(np.isfinite(x_adv.numpy()))
+
+
+def test_apgd_at_least_as_strong_as_pgd_with_the_same_budget(trained):
+    model, x, y = trained
+    for eps in (0.1, 0.15, 0.2):
+        pgd_acc = robustness.robust_accuracy(
+            model, x, y, "pgd", epsilon=eps, num_steps=10, step_size=eps / 4, seed=0, verbose=0
+        )
+        apgd_acc = robustness.robust_accuracy(
+            model, x, y, robustness.apgd, epsilon=eps, num_steps=10, seed=0, verbose=0
+        )
+        assert apgd_acc <= pgd_acc + 0.02, (eps, apgd_acc, pgd_acc)
+
+
+def test_apgd_does_not_retrace_when_numbers_change(trained):
+    model, x, y = trained
+    robustness.apgd(model, x[:20], y[:20], 0.1, 5, seed=0)
+    fn = attacks._COMPILED[model][("apgd", "linf", "ce")]
+    before = fn.experimental_get_tracing_count()
+    robustness.apgd(model, x[:20], y[:20], 0.2, 9, seed=3, rho=0.5)
+    robustness.apgd(model, x[:20], y[:20], 0.05, 3, clip_value_min=-1.0)
+    assert fn.experimental_get_tracing_count() == before
+
+
+def test_apgd_bad_arguments(model):
+    with pytest.raises(ValueError, match="loss must be one of"):
+        robustness.apgd(model, images(4), labels(4), loss="cw")
+    with pytest.raises(ValueError, match="epsilon must be >= 0"):
+        robustness.apgd(model, images(4), labels(4), -0.1)
+    with pytest.raises(ValueError, match="at least 4 classes"):
+        robustness.apgd(model, images(4), labels(4), loss="dlr_targeted", target_rank=4)
+
+
+def test_evaluate_robustness_table_and_worst_case(trained, capsys):
+    model, x, y = trained
+    report = robustness.evaluate_robustness(model, x, y, 0.15, num_steps=10, target_classes=2)
+    assert list(report.table.index) == [
+        "clean",
+        "apgd-ce",
+        "apgd-t (target 1)",
+        "apgd-t (target 2)",
+        "final",
+    ]
+    out = capsys.readouterr().out
+    assert out.count("\n") == 4 and "apgd-ce" in out
+    assert report.accuracy == pytest.approx(report.table.loc["final", "accuracy"])
+    assert (report.table["accuracy"].diff().iloc[1:] <= 1e-12).all()
+    # Every example counted as broken is misclassified at its worst case.
+    wrong = robustness.predict_labels(model, report.x_adv) != y
+    assert np.all(wrong[~report.robust]) and np.all(report.robust == (report.broken_by == ""))
+    assert robustness.lp_distance(x, report.x_adv, np.inf).max() <= 0.15 + 1e-6
+    pgd_acc = robustness.robust_accuracy(
+        model, x, y, "pgd", epsilon=0.15, num_steps=10, step_size=0.04, seed=0, verbose=0
+    )
+    assert report.accuracy <= pgd_acc
+    robustness.evaluate_robustness(model, x, y, 0.15, num_steps=5, verbose=0)
+    assert capsys.readouterr().out == ""
+
+
+def test_gradient_masking_checks_pass_on_a_plain_model(trained):
+    model, x, y = trained
+    other = build_tiny_model(seed=4)
+    table = robustness.gradient_masking_checks(
+        model, x, y, 0.15, source_model=other, num_steps=10, epsilons=[0.0, 0.1, 0.15, 0.3, 1.0]
+    )
+    assert list(table.index) == [
+        "iterative <= single step",
+        "white-box <= transfer",
+        "accuracy -> 0 as eps grows",
+        "accuracy monotone in eps",
+    ]
+    assert table["passed"].all(), table
+    skipped = robustness.gradient_masking_checks(model, x[:30], y[:30], 0.15, num_steps=5)
+    assert skipped.loc["white-box <= transfer", "passed"] is None
