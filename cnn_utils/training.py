@@ -183,6 +183,8 @@ def _writable(folder: Path) -> OSError | None:
 
 
 def _pid_alive(pid: int) -> bool:
+    if os.name == "nt":  # os.kill(pid, 0) would send CTRL_C_EVENT there: rely on the age
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
