@@ -72,3 +72,34 @@ def test_keras_home_follows_environment(monkeypatch, tmp_path):
 def test_cache_dir_rejects_a_non_boolean_create():
     with pytest.raises(ValueError, match="create='no'"):
         config.cache_dir(create="no")
+
+
+def test_doctor_reports_every_check_with_a_fix_for_problems(tmp_path, monkeypatch, capsys):
+    from cnn_utils import config
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "empty_keras_home"))
+    table = config.doctor()
+    checks = set(table["check"])
+    assert {"Python", "tensorflow", "keras", "GPU", "mode", "model cache", "KERAS_HOME"} <= checks
+    assert {"dataset mnist", "dataset fashion_mnist"} <= checks
+    assert set(table["status"]) <= {"ok", "note", "problem"}
+    missing = table[table["check"] == "dataset mnist"].iloc[0]
+    assert missing["status"] == "note" and "KERAS_HOME" in missing["fix"]
+    printed = capsys.readouterr().out
+    assert "dataset mnist" in printed and "- dataset mnist:" in printed  # the fix is printed
+    assert config.doctor(verbose=0).shape == table.shape
+    assert capsys.readouterr().out == ""
+
+
+def test_doctor_finds_the_seeded_datasets(monkeypatch):
+    import os
+
+    from cnn_utils import config
+
+    if "KERAS_HOME" not in os.environ:
+        import pytest
+
+        pytest.skip("needs a seeded KERAS_HOME")
+    table = config.doctor(verbose=0)
+    row = table[table["check"] == "dataset fashion_mnist"].iloc[0]
+    assert row["status"] == "ok", row["found"]
