@@ -17,7 +17,7 @@ HTML_OPTS := --template book --TemplateExporter.extra_template_basedirs=tools/nb
 	--HTMLExporter.mathjax_url="$(MATHJAX_URL)"
 NBVAL := --nbval-lax --nbval-current-env --nbval-cell-timeout=1800 -p no:cacheprovider
 
-.PHONY: setup setup-gpu lab book slides test test-unit test-notebooks test-full lint format strip clean
+.PHONY: setup setup-gpu lab book slides claims test test-unit test-notebooks test-full lint format strip clean
 
 setup: $(STAMP)
 
@@ -41,6 +41,11 @@ lab: setup
 # Unit tests, every notebook and every solutions notebook (nbval) in FAST mode, in one run.
 test: setup
 	CNN_UTILS_FAST=1 CNN_UTILS_STANDIN_WEIGHTS=1 $(BIN)/python -m pytest tests $(NOTEBOOKS) $(SOLUTIONS) $(NBVAL)
+
+# The notebooks' thin margins re-measured over seeds and other test subsets (minutes).
+claims: setup
+	CNN_UTILS_CLAIMS=1 CNN_UTILS_FAST=1 $(BIN)/python -m pytest -s tests/test_nb0103_claims.py \
+		tests/test_nb05_claims.py
 
 test-unit: setup
 	CNN_UTILS_FAST=1 $(BIN)/python -m pytest tests

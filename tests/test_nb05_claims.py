@@ -5,13 +5,21 @@ points (momentum's gain in transfer, transfer against random noise, the one-pixe
 tests measure the same quantity with the notebook's settings on other, disjoint subsets of the
 test set, so that the notebook's threshold is not the luck of one draw. They use the course
 models of ``models.trained`` (the notebook's own, trained on first use and then cached; FAST
-mode under ``make test``).
+mode). They train or load the three course models and attack hundreds of images (about a
+minute), so they run only when ``CNN_UTILS_CLAIMS=1`` (``make claims``).
 """
+
+import os
 
 import numpy as np
 import pytest
 
 from cnn_utils import config, data, models, robustness
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get("CNN_UTILS_CLAIMS") != "1",
+    reason="claim checks attack hundreds of images with three models; set CNN_UTILS_CLAIMS=1",
+)
 
 EPS = 0.1  # the notebook's TRANSFER_EPS
 STEPS = 20
