@@ -625,8 +625,9 @@ def epsilon_sweep(
     """Robust accuracy for every epsilon of a list and every attack, in one call.
 
     For the iterative attacks, ``step_size`` may be a number, a callable ``eps -> step``, or
-    left out: it is then ``2.5 * eps / num_steps`` (Madry et al. 2018), so the attack can
-    reach the surface of every ball. epsilon = 0 gives the clean accuracy (no attack is run).
+    left out: it is then ``2.5 * eps / num_steps`` (a rule of thumb, not Madry et al.'s own
+    setting), so the attack can reach the surface of every ball. epsilon = 0 gives the clean
+    accuracy (no attack is run).
 
     Args:
         model: Keras model returning logits.
