@@ -51,7 +51,7 @@ test-unit: setup
 	CNN_UTILS_FAST=1 $(BIN)/python -m pytest tests
 
 test-notebooks: setup
-	CNN_UTILS_FAST=1 $(BIN)/python -m pytest $(NOTEBOOKS) $(SOLUTIONS) $(NBVAL)
+	CNN_UTILS_FAST=1 CNN_UTILS_STANDIN_WEIGHTS=1 $(BIN)/python -m pytest $(NOTEBOOKS) $(SOLUTIONS) $(NBVAL)
 
 # Full mode: full datasets and epochs. Meant for the GPU runner (hours on a laptop CPU).
 test-full: setup

@@ -30,3 +30,9 @@ def test_slide_types_follow_headings(tmp_path):
     types = [c["metadata"]["slideshow"]["slide_type"] for c in stored]
     assert types == ["slide", "-", "slide", "subslide", "-"]
     assert slides.apply(path, check=True) == []
+
+
+def test_every_notebook_has_slide_metadata():
+    notebooks = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    missing = {p.name: slides.apply(p, check=True) for p in notebooks}
+    assert not {k: v for k, v in missing.items() if v}, "run `make strip` (tools/slides.py)"
