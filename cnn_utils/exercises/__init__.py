@@ -97,6 +97,14 @@ def as_number(answer, what: str = "the answer") -> float:
     return value
 
 
+def on_grid(answer, step: float, what: str = "the answer") -> float:
+    """The answer as a positive multiple of ``step`` (a float), or :class:`Wrong`."""
+    value = as_number(answer, what)
+    if value <= 0 or abs(value / step - round(value / step)) > 1e-6:
+        raise Wrong(f"{what} should be a positive multiple of {step:g}; got {value:g}.")
+    return value
+
+
 def as_array(answer, shape: tuple, what: str = "the answer") -> np.ndarray:
     """The answer as a float array of the expected shape, or :class:`Wrong`."""
     try:
@@ -125,5 +133,6 @@ __all__ = [
     "as_number",
     "close",
     "not_attempted",
+    "on_grid",
     "report",
 ]

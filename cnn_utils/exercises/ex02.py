@@ -26,6 +26,7 @@ from cnn_utils.exercises import (
     as_number,
     close,
     not_attempted,
+    on_grid,
     report,
 )
 
@@ -201,10 +202,7 @@ def matching_width(answer, *, verbose: int = 1) -> Feedback:
     def test():
         if not_attempted(answer):
             return NOT_ATTEMPTED
-        width = as_number(answer, "the width")
-        steps = width / WIDTH_STEP
-        if width <= 0 or abs(steps - round(steps)) > 1e-6:
-            raise Wrong(f"the width should be a positive multiple of {WIDTH_STEP}.")
+        width = on_grid(answer, WIDTH_STEP, "the width")
         budget = small_cnn_mult_adds()
         cost = googlenet_mult_adds(width)
         if cost > budget:

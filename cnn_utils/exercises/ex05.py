@@ -27,6 +27,7 @@ from cnn_utils.exercises import (
     as_number,
     close,
     not_attempted,
+    on_grid,
     report,
 )
 
@@ -196,10 +197,7 @@ def smallest_epsilon(answer, model, x, y, *, verbose: int = 1) -> Feedback:
     def test():
         if not_attempted(answer):
             return NOT_ATTEMPTED
-        eps = as_number(answer, "epsilon")
-        steps = eps / GRID_STEP
-        if eps <= 0 or abs(steps - round(steps)) > 1e-6:
-            raise Wrong(f"epsilon must be a positive multiple of {GRID_STEP:g}; got {eps:g}.")
+        eps = on_grid(answer, GRID_STEP, "epsilon")
         if not fooled(model, x, y, eps):
             raise Wrong(f"at epsilon = {eps:g} the attack does not change the label yet.")
         if fooled(model, x, y, eps - GRID_STEP):
