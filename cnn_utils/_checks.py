@@ -319,6 +319,8 @@ def logits_model(model, x=None, name: str = "model") -> int | None:
     except TypeError:  # not weak-referenceable: checked at every call
         known = None
     if known is not None:
+        if x is not None:
+            _probe_input(model, x)  # x must still fit the model's input shape
         return known
     layers = getattr(model, "layers", None)
     if layers and _is_softmax_layer(layers[-1]):

@@ -44,6 +44,16 @@ LABEL_MODES = ("predicted", "true")
 """Labels the inner attack moves away from: the current prediction or the true label."""
 
 
+def _checks_arrays(model, x, y, x_name: str, y_name: str) -> None:
+    """Refuse arrays that would train on garbage: NaN or out-of-range pixels, bad labels."""
+    if not hasattr(x, "shape") or not hasattr(y, "shape") and not isinstance(y, list):
+        return  # dicts and other structures: Keras reports its own errors
+    lo, hi = model.clip_value_min, model.clip_value_max
+    x = _checks.images(x, name=x_name, value_range=(lo, hi))
+    classes = _checks.logits_model(model.classifier, x)
+    _checks.labels(y, int(x.shape[0]), classes, name=y_name)
+
+
 class AdversarialModel(keras.Model):
     """A Keras model that trains the classifier it wraps on clean + adversarial examples.
 
@@ -279,6 +289,19 @@ class AdversarialModel(keras.Model):
             clean.update_state(y, clean_logits, sample_weight=sample_weight)
             adversarial.update_state(y, adv_logits, sample_weight=sample_weight)
         return {m.name: m.result() for m in self.metrics}
+
+    def fit(self, x=None, y=None, *args, **kwargs):
+        """Keras ``fit``, after checking array inputs: pixels finite and in the clip range
+        (0..255 images are refused with "divide by 255"), integer labels in range.
+
+        Datasets and generators are passed on unchecked (their batches are not known yet).
+        """  # noqa: D205
+        if x is not None and y is not None and not hasattr(x, "element_spec"):
+            _checks_arrays(self, x, y, "x", "y")
+            validation = kwargs.get("validation_data")
+            if isinstance(validation, tuple) and len(validation) >= 2:
+                _checks_arrays(self, validation[0], validation[1], "validation x", "validation y")
+        return super().fit(x, y, *args, **kwargs)
 
     def train_step(self, data):
         """One step of adversarial training on a mini-batch (Madry et al. 2018)."""

@@ -525,6 +525,13 @@ def _apgd_options(kwargs: dict) -> dict:
     return options
 
 
+def _checked_labels(model, x, y) -> np.ndarray:
+    """Labels checked against ``model`` (logits, one output) and ``x`` (finite, fits it)."""
+    x = _checks.images(x)
+    classes = _checks.logits_model(model, x)
+    return np.asarray(_checks.labels(y, int(x.shape[0]), classes))
+
+
 def robust_accuracy(
     model: Callable,
     x,
@@ -580,7 +587,7 @@ def robust_accuracy(
             "targeted attack. Received: targeted=True"
         )
     n = len(x)
-    labels = np.asarray(_checks.labels(y, n))
+    labels = _checked_labels(model, x, y)
     if n == 0:
         raise ValueError("x must hold at least one example. Received: 0 examples")
     robust = predict_labels(model, x, batch_size) == labels
@@ -725,7 +732,8 @@ def transfer_matrix(
     if attack is None or not models:
         raise ValueError("models must be a non-empty mapping and attack must not be None.")
     batch_size = _checks.batch_size(batch_size)
-    labels = np.asarray(_checks.labels(y, len(x)))
+    for model in models.values():
+        labels = _checked_labels(model, x, y)
     x = np.asarray(x, dtype=np.float32)
     keep = np.ones(len(labels), bool)
     for model in models.values():
@@ -793,7 +801,9 @@ def loss_surface(
         ``g_perp`` (the directions, shaped like one input).
 
     Raises:
-        ValueError: A batch of more than one input, or empty alphas or betas.
+        ValueError: A batch of more than one input; empty or non-finite alphas or betas; a
+            label that is not one integer in range; non-finite pixels; a model that does not
+            return logits; or a loss whose gradient at ``x`` is zero everywhere.
     """
     x = np.asarray(x, dtype=np.float32)
     if x.ndim >= 2 and x.shape[0] == 1:
@@ -806,9 +816,19 @@ def loss_surface(
     betas = alphas if betas is None else np.asarray(betas, dtype=np.float32).reshape(-1)
     if alphas.size == 0 or betas.size == 0:
         raise ValueError("alphas and betas must not be empty.")
-    label = tf.constant([int(np.asarray(y).reshape(-1)[0])], tf.int32)
-    grad = loss_gradient_fn(model)(tf.constant(x[np.newaxis]), label)
+    if not (np.all(np.isfinite(alphas)) and np.all(np.isfinite(betas))):
+        raise ValueError("alphas and betas must be finite. Received: NaN or Inf values")
+    batch_x = _checks.images(x[np.newaxis])
+    classes = _checks.logits_model(model, batch_x)
+    label = _checks.class_index(y, 1, classes, name="y")
+    grad = loss_gradient_fn(model)(batch_x, label)
     g = np.sign(np.asarray(grad[0], dtype=np.float32))
+    if not g.any():
+        raise ValueError(
+            "The loss gradient at x is zero everywhere (does the model's output depend on "
+            "its input?), so there is no attack direction to draw. Received: a model whose "
+            "loss does not change with x at this input"
+        )
     r = np.random.default_rng(seed).choice(np.array([-1.0, 1.0], np.float32), size=x.shape)
     g_dot = float(np.sum(g * g))
     g_perp = r - (np.sum(r * g) / g_dot) * g if g_dot > 0 else r
