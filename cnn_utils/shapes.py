@@ -76,8 +76,8 @@ def _window_output_size(
         )
     if size + 2 * pad < effective:
         raise ValueError(
-            f"{what}={window} (effective {effective}) does not fit in size={size} with "
-            f"padding={padding!r}: the output would be empty."
+            f"{what} must fit in the padded input, or the output would be empty. Received: "
+            f"{what}={window} (effective {effective}), size={size}, padding={padding!r}"
         )
     return (size - effective + 2 * pad) // strides + 1
 

@@ -55,7 +55,7 @@ def test_dilation():
         ({"size": 8, "kernel_size": 3, "strides": 0}, "strides.*0"),
         ({"size": 8, "kernel_size": 3, "padding": "full"}, "padding.*'full'"),
         ({"size": 8, "kernel_size": 3, "padding": -1}, "padding.*-1"),
-        ({"size": 2, "kernel_size": 3}, "does not fit"),
+        ({"size": 2, "kernel_size": 3}, "must fit in the padded input"),
         ({"size": 7.5, "kernel_size": 3}, "size.*7.5"),
     ],
 )
