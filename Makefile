@@ -11,7 +11,7 @@ KERNEL_NAME := cnn-course
 FAST ?= 0
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 SOLUTIONS := $(sort $(wildcard notebooks/solutions/[0-9][0-9]_*_solutions.ipynb))
-MATHJAX_URL := mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe
+MATHJAX_URL := mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe,local/book
 # The book's HTML: JupyterLab's template plus figure alt text (tools/nbconvert/book), local math.
 HTML_OPTS := --template book --TemplateExporter.extra_template_basedirs=tools/nbconvert \
 	--HTMLExporter.mathjax_url="$(MATHJAX_URL)"

@@ -79,3 +79,26 @@ def test_check_alt_counts_images_without_their_own_alt(tmp_path):
     )
     assert book_tools.images_without_alt(page) == 2
     assert book_tools.main(["check-alt", str(page)]) == 1
+
+
+def test_tensorflow_startup_log_is_dropped_from_stderr_only(tmp_path):
+    log = (
+        "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+        "I0000 00:00:1795447953.565725   27456 port.cc:153] oneDNN custom operations are on.\n"
+        "UserWarning: a real warning stays\n"
+    )
+    cell = {
+        "cell_type": "code",
+        "source": "",
+        "metadata": {},
+        "outputs": [
+            {"output_type": "stream", "name": "stderr", "text": log},
+            {"output_type": "stream", "name": "stdout", "text": log},
+        ],
+    }
+    path = tmp_path / "nb.ipynb"
+    path.write_text(json.dumps({"cells": [cell]}))
+    book_tools.clean_progress(path)
+    stderr, stdout = json.loads(path.read_text())["cells"][0]["outputs"]
+    assert stderr["text"].strip() == "UserWarning: a real warning stays"  # kept, not dropped
+    assert stdout["text"] == log

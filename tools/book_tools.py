@@ -4,7 +4,8 @@ Subcommands (used by ``make book`` and ``make slides``):
 
 * ``clean-progress NB...``: rewrite the stream outputs of executed notebooks as a terminal
   would show them (carriage returns and backspaces applied), so Keras' per-step progress bar
-  leaves one line per epoch instead of hundreds of overwritten ones;
+  leaves one line per epoch instead of hundreds of overwritten ones, and drop TensorFlow's
+  C++ start-up log lines from stderr;
 * ``check-progress NB...``: fail (exit 1) if a stored output still holds per-step progress
   (control characters, or several progress-bar lines in a row without an epoch between);
 * ``check-alt HTML...``: fail if an image of the HTML pages has no alt text of its own
@@ -22,14 +23,26 @@ import shutil
 import sys
 from pathlib import Path
 
-MATHJAX_URL = "mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe"
+MATHJAX_URL = "mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe,local/book"
 """The MathJax address the HTML pages use, relative to the page (see ``assets``)."""
+
+_MATHJAX_LOCAL_CONFIG = """MathJax.Hub.Config({
+  "HTML-CSS": {availableFonts: [], preferredFont: null, webFont: "STIX-Web", imageFont: null}
+});
+MathJax.Ajax.loadComplete("[MathJax]/config/local/book.js");
+"""
 
 REVEAL_PREFIX = "reveal.js"
 """The reveal.js address the slides use, relative to the page."""
 
 _PROGRESS = re.compile(r"^\s*\d+/\d+\s.*(━|step|\[=*[>.]*\])")
 _CONTROL = re.compile(r"[\b\r]")
+# TensorFlow's C++ start-up log (absl format, e.g. "I0000 00:00:... port.cc:153] oneDNN ..."),
+# written to stderr before TF_CPP_MIN_LOG_LEVEL is read: noise in a book, not a lesson.
+_TF_LOG = re.compile(
+    r"^(WARNING: All log messages before absl::InitializeLog\(\) is called .*"
+    r"|[IWE]\d{4} [\d:.]+ +\d+ [\w.]+:\d+\] .*)$"
+)
 
 
 def render_terminal(text: str) -> str:
@@ -78,8 +91,15 @@ def clean_progress(path: Path) -> int:
     for output in _streams(notebook):
         text = "".join(output["text"]) if isinstance(output["text"], list) else output["text"]
         clean = collapse_progress(text)
+        if output.get("name") == "stderr":
+            clean = "\n".join(line for line in clean.split("\n") if not _TF_LOG.match(line))
         changed += clean != text
         output["text"] = clean
+    for cell in notebook.get("cells", []):  # drop stream outputs left empty
+        if "outputs" in cell:
+            cell["outputs"] = [
+                o for o in cell["outputs"] if o.get("output_type") != "stream" or o["text"].strip()
+            ]
     path.write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return changed
 
@@ -123,6 +143,11 @@ def copy_assets(build: Path) -> None:
     build.mkdir(parents=True, exist_ok=True)
     mathjax = Path(jupyter_server_mathjax.__file__).parent / "static"
     shutil.copytree(mathjax, build / "mathjax", dirs_exist_ok=True)
+    # The packaged MathJax carries the STIX web fonts only: without this, formulas that need a
+    # TeX font (\\|, \\mathbb, \\Big) show "Math Processing Error".
+    local = build / "mathjax" / "config" / "local"
+    local.mkdir(parents=True, exist_ok=True)
+    (local / "book.js").write_text(_MATHJAX_LOCAL_CONFIG, encoding="utf-8")
     vendor = Path(__file__).parent / "vendor" / "reveal.js"
     shutil.copytree(vendor, build / REVEAL_PREFIX, dirs_exist_ok=True)
 
