@@ -380,6 +380,50 @@ def mim(
     return run_attack(model, x, y, AttackSettings.of(locals()))
 
 
+def random_sign_noise(
+    model: Callable | None,
+    x,
+    y=None,
+    epsilon: float = 0.3,
+    *,
+    seed: int = 0,
+    clip_value_min: float = 0.0,
+    clip_value_max: float = 1.0,
+    **unused,
+) -> tf.Tensor:
+    """The control for every attack: ``clip(x + epsilon * s)`` with random signs ``s = +-1``.
+
+    Noise of the attack's own size (each pixel moved by exactly ``epsilon``, a corner of the
+    L-infinity ball, as FGSM's step) but in a random direction. An attack's effect counts only
+    where it exceeds this noise's. Same call as the attacks (``model`` and ``y`` are not used,
+    and further keyword arguments are ignored), so every table that takes an attack takes it.
+
+    Args:
+        model: Not used (any value, ``None`` included).
+        x: Float inputs in ``[clip_value_min, clip_value_max]``, shape (batch, ...).
+        y: Not used.
+        epsilon: Size of the noise on every pixel, >= 0.
+        seed: Seed of the signs, >= 0 (same seed, same noise).
+        clip_value_min: Lower end of the valid input range.
+        clip_value_max: Upper end of the valid input range.
+        **unused: Ignored (the attacks' other arguments, e.g. ``num_steps``).
+
+    Returns:
+        The noisy inputs, a float32 tensor shaped like ``x``.
+
+    Raises:
+        ValueError: A negative or non-finite ``epsilon``, a bad seed or clip range, or ``x``
+            that is not finite or lies outside the clip range.
+    """
+    del model, y, unused
+    epsilon = _checks.number("epsilon", epsilon, minimum=0.0)
+    seed = _checks.integer("seed", seed, minimum=0)
+    lo, hi = _checks.clip_range(clip_value_min, clip_value_max)
+    x = _checks.images(x, value_range=(lo, hi))
+    signs = tf.where(tf.random.stateless_uniform(tf.shape(x), seed=[seed, 0]) < 0.5, -1.0, 1.0)
+    return tf.clip_by_value(x + epsilon * signs, lo, hi)
+
+
 ATTACKS: dict[str, Callable] = {"fgsm": fgsm, "pgd": pgd, "mim": mim}
 """The attacks by name: the package's one table (:mod:`cnn_utils.robustness` resolves here)."""
 

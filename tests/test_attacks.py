@@ -363,3 +363,40 @@ def test_softmax_model_is_caught(kind):
         model = keras.Sequential([base, head])
     with pytest.raises(ValueError, match=r"logits.*softmax.*Dense\(num_classes\)"):
         attacks.pgd(model, images(4), labels(4))
+
+
+def test_random_sign_noise_is_the_size_of_the_attack_in_a_random_direction():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.2, 0.8, size=(64, 8, 8, 1)).astype("float32")
+    noisy = attacks.random_sign_noise(None, x, None, 0.1, seed=3).numpy()
+    # Every pixel away from the clip bounds moves by exactly epsilon, both ways about equally.
+    np.testing.assert_allclose(np.abs(noisy - x), 0.1, atol=1e-6)
+    up = np.mean(noisy > x)
+    assert 0.45 < up < 0.55, up
+    # Same seed, same noise; another seed, other signs.
+    np.testing.assert_array_equal(noisy, attacks.random_sign_noise(None, x, None, 0.1, seed=3))
+    assert np.mean(noisy != attacks.random_sign_noise(None, x, None, 0.1, seed=4).numpy()) > 0.4
+    # The clip: pixels at 0 or 1 that would leave the range stay in it.
+    edge = np.concatenate([np.zeros((8, 4, 4, 1)), np.ones((8, 4, 4, 1))]).astype("float32")
+    clipped = attacks.random_sign_noise(None, edge, None, 0.3, seed=0).numpy()
+    assert clipped.min() >= 0.0 and clipped.max() <= 1.0
+    moved = np.abs(clipped - edge)
+    assert np.all(np.isclose(moved, 0.0) | np.isclose(moved, 0.3)), np.unique(moved)
+    assert np.isclose(moved, 0.0).mean() > 0.4 and np.isclose(moved, 0.3).mean() > 0.4
+    # Extra attack arguments are accepted and ignored (so tables can pass num_steps etc.).
+    attacks.random_sign_noise(None, x, None, 0.1, num_steps=5, step_size=0.01)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"epsilon": -0.1}, "epsilon must be >= 0"),
+        ({"epsilon": 0.1, "seed": -1}, "seed must be >= 0"),
+    ],
+)
+def test_random_sign_noise_bad_arguments(kwargs, message):
+    x = np.full((2, 4, 4, 1), 0.5, "float32")
+    with pytest.raises(ValueError, match=message):
+        attacks.random_sign_noise(None, x, None, **kwargs)
+    with pytest.raises(ValueError, match="x must lie in"):
+        attacks.random_sign_noise(None, x * 255, None, 0.1)
