@@ -2,6 +2,7 @@
 #   make lab     JupyterLab on notebooks/          make test       unit tests + FAST notebooks
 #   make book    executed notebooks + HTML in build/ (make book FAST=1 for the quick version)
 #   make test-full  notebooks in full mode (GPU runner)   make lint   ruff
+#   make weights FAST=1   retrain and ship the models the notebooks load (cnn_utils/shipped)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -17,7 +18,7 @@ HTML_OPTS := --template book --TemplateExporter.extra_template_basedirs=tools/nb
 	--HTMLExporter.mathjax_url="$(MATHJAX_URL)"
 NBVAL := --nbval-lax --nbval-current-env --nbval-cell-timeout=1800 -p no:cacheprovider
 
-.PHONY: setup setup-gpu lab book slides claims test test-unit test-notebooks test-full lint format strip clean
+.PHONY: setup setup-gpu lab book slides claims test test-unit test-notebooks test-full weights lint format strip clean
 
 setup: $(STAMP)
 
@@ -46,6 +47,17 @@ test: setup
 claims: setup
 	CNN_UTILS_CLAIMS=1 CNN_UTILS_FAST=1 $(BIN)/python -m pytest -s tests/test_nb0103_claims.py \
 		tests/test_nb05_claims.py
+
+# Retrain the models the notebooks load and ship them (cnn_utils/shipped/, hash-pinned):
+# every notebook runs with an empty cache and the shipped weights off, then the cache is
+# collected. `make weights FAST=1` rewrites the FAST set (minutes); without FAST, the full set
+# (hours on a CPU: meant for the GPU runner).
+WEIGHTS_CACHE := build/weights-cache
+weights: setup
+	rm -rf $(WEIGHTS_CACHE)
+	CNN_UTILS_CACHE=$(WEIGHTS_CACHE) CNN_UTILS_SHIPPED=0 CNN_UTILS_FAST=$(FAST) \
+		CNN_UTILS_STANDIN_WEIGHTS=1 $(BIN)/python -m pytest $(NOTEBOOKS) $(NBVAL)
+	$(BIN)/python tools/weights.py collect $(WEIGHTS_CACHE) --mode $$(test "$(FAST)" = 1 && echo fast || echo full)
 
 test-unit: setup
 	CNN_UTILS_FAST=1 $(BIN)/python -m pytest tests

@@ -102,6 +102,20 @@ def cache_dir(create: bool = True) -> Path:
     return path
 
 
+def use_shipped() -> bool:
+    """Whether the trained-model cache may start from the weights shipped with the course.
+
+    True unless ``CNN_UTILS_SHIPPED`` is false (``0``, ``false``, ``no``, ``off``): set it to
+    train every course model from scratch (``make weights`` and the cold-start timings do).
+    Read on every call.
+
+    Raises:
+        ValueError: ``CNN_UTILS_SHIPPED`` set to a value that is neither true nor false.
+    """
+    value = os.environ.get("CNN_UTILS_SHIPPED")
+    return True if value is None else _parse_flag("CNN_UTILS_SHIPPED", value)
+
+
 def keras_home() -> Path:
     """Return the folder where Keras caches downloads: ``$KERAS_HOME`` or ``~/.keras``.
 

@@ -12,6 +12,12 @@ a truncated, emptied or overwritten model or sidecar (or a process killed betwee
 renames) is detected on load and the model is trained again with a one-line warning. A lock
 file beside the model makes a second process wait for the first one's training and then load
 its result; a cache folder that cannot be written is reported before any training starts.
+
+The course's own models also ship with the package (:data:`SHIPPED_DIR`: weights only, a
+manifest with each file's SHA-256 and cache key; ``make weights`` rewrites them). On a cache
+miss, :func:`cached_model` looks there first: when the manifest holds the same key (the same
+architecture and settings) and the file's hash matches, the weights are loaded into the freshly
+built model and written to the cache, so nothing trains. ``CNN_UTILS_SHIPPED=0`` turns this off.
 """
 
 from __future__ import annotations
@@ -249,7 +255,7 @@ def _fsync(path: Path) -> None:
         os.fsync(stream.fileno())
 
 
-def _read_record(sidecar: Path, key: str) -> tuple[dict | None, str]:
+def _read_record(sidecar: Path, key: str | None) -> tuple[dict | None, str]:
     """The sidecar's record if it is complete and belongs to ``key``; else ``None`` and why."""
     try:
         record = json.loads(sidecar.read_text(encoding="utf-8"))
@@ -264,7 +270,7 @@ def _read_record(sidecar: Path, key: str) -> tuple[dict | None, str]:
         or not isinstance(record.get("sha256"), str)
     ):
         return None, f"its sidecar {sidecar.name} is not a cache record"
-    if record.get("key") != key:
+    if key is not None and record.get("key") != key:
         return None, f"its sidecar {sidecar.name} belongs to another model"
     return record, ""
 
@@ -326,6 +332,119 @@ def _file_stem(name: str, settings: dict, key: str) -> str:
         parts.append(dataset)
     parts.append(key[:16])
     return "-".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------
+# Shipped weights: the course's trained models, hash-pinned, in the package
+# ---------------------------------------------------------------------------------------------
+
+SHIPPED_DIR = Path(__file__).resolve().parent / "shipped"
+"""Folder of the shipped weights (``<stem>.weights.h5``) and their ``manifest.json``."""
+
+SHIPPED_BUDGET_BYTES = 25_000_000
+"""The most the shipped weights may weigh together (checked by the tests and ``make weights``)."""
+
+
+def _manifest(folder: Path) -> dict:
+    """The manifest's ``models`` table (stem -> entry), empty if there is no manifest."""
+    path = folder / "manifest.json"
+    if not path.exists():
+        return {}
+    record = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(record, dict) or record.get("format") != _FORMAT:
+        raise ValueError(f"{path} is not a manifest of shipped weights (format {_FORMAT})")
+    return dict(record.get("models", {}))
+
+
+def _from_shipped(model: keras.Model, stem: str, key: str) -> dict | None:
+    """Load the shipped weights of ``stem`` into ``model`` if they match ``key``; their info.
+
+    ``None`` when shipping is off (``CNN_UTILS_SHIPPED=0``), nothing is shipped for this stem,
+    or the shipped file belongs to other settings (another key: the recipe changed since
+    ``make weights``). A shipped file whose hash differs from the manifest's is refused with a
+    :class:`CacheWarning` (the model is then trained).
+    """
+    if not config.use_shipped():
+        return None
+    entry = _manifest(SHIPPED_DIR).get(stem)
+    if entry is None or entry.get("key") != key:
+        return None
+    weights = SHIPPED_DIR / entry["file"]
+    if not weights.exists() or _sha256(weights) != entry["sha256"]:
+        warnings.warn(
+            f"Shipped weights {weights} are missing or do not match their manifest (sha256); "
+            "training the model instead.",
+            CacheWarning,
+            stacklevel=3,
+        )
+        return None
+    model.load_weights(weights)
+    if entry.get("compile_config"):
+        model.compile_from_config(entry["compile_config"])
+    return {**entry["info"], "shipped": True}
+
+
+def ship_cached_models(cache_folder, mode: str, folder: Path | None = None) -> dict:
+    """Ship every valid model of a cache folder: weights, hash and key in the manifest.
+
+    Used by ``make weights`` (``tools/weights.py``) after the notebooks have trained their
+    models into an empty cache. Entries of the same ``mode`` that the cache folder does not
+    hold are removed, so the manifest lists exactly what the notebooks load.
+
+    Args:
+        cache_folder: A cache folder written by :func:`cached_model`.
+        mode: ``"fast"`` or ``"full"``: which notebook mode trained these models.
+        folder: Where to write (default :data:`SHIPPED_DIR`).
+
+    Returns:
+        The manifest's ``models`` table after the update.
+
+    Raises:
+        ValueError: A bad mode, a cache folder without models, or shipped weights over
+            :data:`SHIPPED_BUDGET_BYTES` in all.
+    """
+    mode = _checks.one_of("mode", mode, ("fast", "full"))
+    cache_folder = Path(cache_folder)
+    folder = SHIPPED_DIR if folder is None else Path(folder)
+    found = {}
+    for sidecar in sorted(cache_folder.glob("*.json")):
+        record, _ = _read_record(sidecar, key=None)
+        model_path = sidecar.with_suffix(".keras")
+        if record is None or not model_path.exists() or _sha256(model_path) != record["sha256"]:
+            continue
+        found[sidecar.stem] = (record, keras.models.load_model(model_path))
+    if not found:
+        raise ValueError(f"cache_folder holds no cached models. Received: {cache_folder}")
+    folder.mkdir(parents=True, exist_ok=True)
+    table = {k: v for k, v in _manifest(folder).items() if v.get("mode") != mode}
+    for old in folder.glob("*.weights.h5"):
+        if old.name not in {entry["file"] for entry in table.values()}:
+            old.unlink()
+    for stem, (record, model) in found.items():
+        target = folder / f"{stem}.weights.h5"
+        # The weights without the optimiser's state (an uncompiled copy saves none).
+        bare = keras.models.load_model(cache_folder / f"{stem}.keras", compile=False)
+        bare.save_weights(target)
+        info = {k: v for k, v in record["info"].items() if k not in ("path", "from_cache")}
+        table[stem] = {
+            "file": target.name,
+            "mode": mode,
+            "key": record["key"],
+            "sha256": _sha256(target),
+            "bytes": target.stat().st_size,
+            "compile_config": model.get_compile_config() if model.compiled else None,
+            "info": info,
+        }
+    total = sum(entry["bytes"] for entry in table.values())
+    if total > SHIPPED_BUDGET_BYTES:
+        raise ValueError(
+            f"The shipped weights would weigh {total / 1e6:.1f} MB, over the budget of "
+            f"{SHIPPED_BUDGET_BYTES / 1e6:.0f} MB. Received: cache_folder={cache_folder}"
+        )
+    manifest = {"format": _FORMAT, "models": dict(sorted(table.items()))}
+    text = json.dumps(manifest, indent=1, sort_keys=True, allow_nan=True)
+    (folder / "manifest.json").write_text(text + "\n", encoding="utf-8")
+    return manifest["models"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -404,7 +523,10 @@ def cached_model(
     if problem is not None:  # a read-only cache still serves the models it holds
         loaded = _load(path, sidecar, key)
         if loaded is None:
-            raise _not_writable(folder, name, problem)
+            shipped = _from_shipped(model, stem, key)
+            if shipped is None:
+                raise _not_writable(folder, name, problem)
+            loaded = model, {**shipped, "path": str(SHIPPED_DIR / f"{stem}.weights.h5")}
         return _finish(*loaded, from_cache=True, verbose=verbose, return_info=return_info)
 
     with _locked(folder / f"{stem}.lock", verbose, name):
@@ -412,6 +534,11 @@ def cached_model(
         loaded = _load(path, sidecar, key)
         if loaded is not None:
             return _finish(*loaded, from_cache=True, verbose=verbose, return_info=return_info)
+        shipped = _from_shipped(model, stem, key)
+        if shipped is not None:  # the course's weights: into the cache, nothing trains
+            info = {**shipped, "path": str(path)}
+            _save(model, info, key, path, sidecar)
+            return _finish(model, info, from_cache=True, verbose=verbose, return_info=return_info)
         result = fit(model)
         if not isinstance(result, dict):
             raise ValueError(f"fit must return a dict of information. Received: {result!r}")
@@ -427,6 +554,8 @@ def _finish(model, info: dict, *, from_cache: bool, verbose: int, return_info: b
     if verbose:
         verb = "Loaded" if from_cache else "Cached"
         where = "from the cache" if from_cache else "in"
+        if info.get("shipped"):
+            where = "(weights shipped with the course) from the cache"
         print(f"{verb} {info['name']!r} {where}: {info['path']}")
     return (model, info) if return_info else model
 

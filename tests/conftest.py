@@ -21,8 +21,13 @@ import pytest  # noqa: E402
 
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path, monkeypatch):
-    """Every test gets its own CNN_UTILS_CACHE, so no test sees another's cached models."""
+    """Every test gets its own CNN_UTILS_CACHE, so no test sees another's cached models.
+
+    The shipped weights are off too (tests that count training must see it happen);
+    tests/test_shipped.py turns them on where it tests them.
+    """
     monkeypatch.setenv("CNN_UTILS_CACHE", str(tmp_path / "cnn_utils_cache"))
+    monkeypatch.setenv("CNN_UTILS_SHIPPED", "0")
 
 
 def build_tiny_model(seed=0, activation=None, shape=(8, 8, 1), classes=3):

@@ -1,0 +1,129 @@
+"""How long does each notebook take? Each one alone, top to bottom, in a given cache state.
+
+Runs every notebook (or the ones named) on its own with nbval, as ``make test`` does, and
+times the whole process. Three cache states:
+
+* ``warm``: the model cache already holds every model (run any state first);
+* ``fresh``: an empty cache with the shipped weights on, what a fresh clone gets;
+* ``cold``: an empty cache with the shipped weights off (``CNN_UTILS_SHIPPED=0``): the
+  notebook trains every model it loads, alone.
+
+``--mode fast`` sets ``CNN_UTILS_FAST=1``; ``--mode full`` is the default mode of a lab session
+(hours on a CPU for the notebooks that train). Results are merged into
+``benchmarks/results/notebook_times.json``; ``--write-cells`` then writes the measured times
+into the first cell of each notebook (the line that starts with ``**Time**``).
+
+Run (FAST: about 6 minutes warm, 15 cold, on 2 CPU cores)::
+
+    KERAS_HOME=... python benchmarks/notebook_times.py --mode fast --state fresh
+    KERAS_HOME=... python benchmarks/notebook_times.py --mode fast --state warm --write-cells
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "notebook_times.json"
+NBVAL = ["--nbval-lax", "--nbval-current-env", "-p", "no:cacheprovider", "-q"]
+MARK = "**Time**"
+
+
+def run(notebook: Path, env: dict) -> tuple[float, bool]:
+    """Seconds for nbval to run one notebook, and whether it passed."""
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", str(notebook), *NBVAL],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        print(done.stdout[-3000:], file=sys.stderr)
+    return seconds, done.returncode == 0
+
+
+def measure(mode: str, state: str, notebooks: list[Path]) -> dict:
+    env = dict(os.environ, CNN_UTILS_FAST="1" if mode == "fast" else "0")
+    env["CNN_UTILS_STANDIN_WEIGHTS"] = "1"
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    times = {}
+    for notebook in notebooks:
+        with tempfile.TemporaryDirectory() as scratch:
+            if state in ("fresh", "cold"):
+                env["CNN_UTILS_CACHE"] = str(Path(scratch) / "cache")
+            env["CNN_UTILS_SHIPPED"] = "0" if state == "cold" else "1"
+            seconds, passed = run(notebook, env)
+        times[notebook.name] = {"seconds": round(seconds, 1), "passed": passed}
+        print(f"{mode:>4} {state:>5} {notebook.name:<40} {seconds:7.1f} s  passed={passed}")
+    return times
+
+
+def _fmt(seconds: float | None) -> str:
+    if seconds is None:
+        return "not measured"
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def write_cells(results: dict) -> None:
+    """Write each notebook's measured times into its first cell (the ``**Time**`` line)."""
+    for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+
+        def get(mode, state, name=path.name):
+            entry = results.get(mode, {}).get(state, {}).get("times", {}).get(name)
+            return entry["seconds"] if entry and entry["passed"] else None
+
+        line = (
+            f"{MARK} on a 2-core laptop-class CPU, measured by `benchmarks/notebook_times.py`: "
+            f"FAST mode (`CNN_UTILS_FAST=1`) {_fmt(get('fast', 'warm'))} with the models "
+            f"cached, {_fmt(get('fast', 'fresh'))} on a fresh clone (shipped weights), "
+            f"{_fmt(get('fast', 'cold'))} training every model it uses from scratch; default "
+            f"mode {_fmt(get('full', 'warm'))} with the models cached, "
+            f"{_fmt(get('full', 'cold'))} from scratch."
+        )
+        nb = nbformat.read(path, as_version=4)
+        cell = nb.cells[0]
+        text = "".join(cell["source"])
+        lines = [x for x in text.split("\n") if not x.startswith(MARK)]
+        while lines and lines[-1] == "":
+            lines.pop()
+        cell["source"] = "\n".join([*lines, "", line])
+        nbformat.write(nb, path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", choices=("fast", "full"), default="fast")
+    parser.add_argument("--state", choices=("warm", "fresh", "cold"), default=None)
+    parser.add_argument("notebooks", nargs="*", type=Path)
+    parser.add_argument("--write-cells", action="store_true")
+    args = parser.parse_args()
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    if args.state is not None:
+        notebooks = args.notebooks or sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+        times = measure(args.mode, args.state, [n.resolve() for n in notebooks])
+        entry = results.setdefault(args.mode, {}).setdefault(args.state, {"times": {}})
+        entry["times"].update(times)
+        entry["date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        entry["cpu_count"] = os.cpu_count()
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+    if args.write_cells:
+        write_cells(results)
+
+
+if __name__ == "__main__":
+    main()

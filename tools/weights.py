@@ -1,0 +1,64 @@
+"""Ship the course's trained models: ``make weights`` runs this after the notebooks.
+
+Usage::
+
+    python tools/weights.py collect CACHE_FOLDER --mode fast|full   # ship what the cache holds
+    python tools/weights.py check                                   # hashes, sizes, budget
+
+``make weights`` (``FAST=1`` for the FAST set) runs every notebook with an empty cache folder
+and ``CNN_UTILS_SHIPPED=0``, so each model a notebook loads is trained from scratch, then
+collects that folder into ``cnn_utils/shipped/`` (weights only, with sha256, cache key and the
+training record in ``manifest.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from cnn_utils import training
+
+
+def collect(cache_folder: Path, mode: str) -> int:
+    table = training.ship_cached_models(cache_folder, mode)
+    for stem, entry in table.items():
+        if entry["mode"] == mode:
+            accuracy = entry["info"].get("test_accuracy")
+            shown = f"{accuracy:.4f}" if isinstance(accuracy, float) else "-"
+            print(f"shipped {stem}: {entry['bytes'] / 1e6:.2f} MB, test accuracy {shown}")
+    return check()
+
+
+def check() -> int:
+    table = training._manifest(training.SHIPPED_DIR)
+    total, problems = 0, []
+    for stem, entry in table.items():
+        path = training.SHIPPED_DIR / entry["file"]
+        if not path.exists() or training._sha256(path) != entry["sha256"]:
+            problems.append(f"{stem}: file missing or its sha256 differs from the manifest")
+        total += entry["bytes"]
+    modes = sorted({entry["mode"] for entry in table.values()})
+    print(f"{len(table)} shipped models ({', '.join(modes) or 'none'}), {total / 1e6:.2f} MB")
+    if total > training.SHIPPED_BUDGET_BYTES:
+        problems.append(f"{total / 1e6:.1f} MB is over the {training.SHIPPED_BUDGET_BYTES} budget")
+    for problem in problems:
+        print("problem:", problem, file=sys.stderr)
+    return 1 if problems else 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    one = sub.add_parser("collect", help="ship every model of a cache folder")
+    one.add_argument("cache_folder", type=Path)
+    one.add_argument("--mode", choices=("fast", "full"), required=True)
+    sub.add_parser("check", help="check the shipped files against the manifest")
+    args = parser.parse_args()
+    if args.command == "collect":
+        return collect(args.cache_folder, args.mode)
+    return check()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
