@@ -1,5 +1,8 @@
 """What the last layers see: nearest neighbours, t-SNE, receptive fields and top patches.
 
+Also the network as a reusable feature extractor ("CNN codes"): :func:`transfer_model` chops
+the classifier off and puts a new softmax layer on top, frozen, fine-tuned or from scratch.
+
 Features come from :func:`cnn_utils.probe.features` (re-exported here as :func:`features`,
 with :func:`penultimate_layer`, the default layer).
 
@@ -7,6 +10,9 @@ References:
     Krizhevsky, Sutskever & Hinton 2012 (nearest neighbours in feature space, AlexNet Fig. 4).
     van der Maaten & Hinton 2008, "Visualizing data using t-SNE".
     Girshick et al. 2014 / Zeiler & Fergus 2014 (maximally activating patches).
+    Razavian et al. 2014, "CNN features off-the-shelf: an astounding baseline for
+    recognition"; Yosinski et al. 2014, "How transferable are features in deep neural
+    networks?" (transfer learning).
 """
 
 from __future__ import annotations
@@ -27,8 +33,14 @@ __all__ = [
     "nearest_neighbors",
     "penultimate_layer",
     "top_activating_patches",
+    "transfer_model",
     "tsne",
 ]
+
+TRANSFER_MODES = ("frozen", "finetune", "scratch")
+"""How :func:`transfer_model` treats the chopped network: fixed features ("CNN codes"),
+trained on together with the new head from the old weights, or the same architecture from
+fresh random weights (the control)."""
 
 _PCA_COMPONENTS = 50  # t-SNE runs on at most this many PCA dimensions (faster, less noise)
 
@@ -224,3 +236,59 @@ def top_activating_patches(
         left = centre_c - size_w // 2 + pad_w
         patches.append(padded[image_index, top : top + size_h, left : left + size_w])
     return np.stack(patches), order, best_value[order]
+
+
+def transfer_model(
+    model: keras.Model,
+    num_classes: int,
+    *,
+    mode: str = "frozen",
+    layer_name: str | None = None,
+    seed: int = 0,
+) -> keras.Model:
+    """The network up to ``layer_name`` with a new softmax layer (logits) for a new task.
+
+    The source model is never changed: the trunk is a clone (with the source's weights for
+    ``"frozen"`` and ``"finetune"``, fresh seeded weights for ``"scratch"``). With
+    ``"frozen"`` the trunk is not trainable (batch normalisation then stays in inference
+    mode), so training fits a linear softmax classifier on the fixed features, the "CNN codes"
+    of Razavian et al. (2014). The model is returned uncompiled (e.g.
+    :func:`cnn_utils.training.compile_classifier`).
+
+    Args:
+        model: A built Keras model (functional or Sequential).
+        num_classes: Classes of the new task, >= 2.
+        mode: ``"frozen"``, ``"finetune"`` or ``"scratch"`` (:data:`TRANSFER_MODES`).
+        layer_name: The last layer kept; ``None`` takes :func:`penultimate_layer` (the
+            classifier alone is chopped off).
+        seed: Seed of the new head (and of the trunk for ``"scratch"``).
+
+    Returns:
+        An uncompiled ``keras.Model`` from the source's input to ``num_classes`` logits; its
+        last layer is a Dense named ``"new_logits"``.
+
+    Raises:
+        ValueError: A bad class count, mode or seed, or an unknown layer (the message lists
+            the names).
+    """
+    num_classes = _checks.integer("num_classes", num_classes, minimum=2)
+    _checks.one_of("mode", mode, TRANSFER_MODES)
+    seed = _checks.seed(seed)
+    probe.ensure_built(model)
+    layer_name = penultimate_layer(model) if layer_name is None else layer_name
+    probe.layer(model, layer_name)  # a clear error for an unknown name
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
+    clone = keras.models.clone_model(model)
+    probe.ensure_built(clone)
+    if mode != "scratch":
+        clone.set_weights(model.get_weights())
+    trunk = probe.layer_model(clone, layer_name)
+    trunk.trainable = mode != "frozen"
+    inputs = keras.Input(tuple(model.inputs[0].shape[1:]))
+    h = trunk(inputs, training=False) if mode == "frozen" else trunk(inputs)
+    if len(h.shape) > 2:
+        h = keras.layers.Flatten(name="new_flatten")(h)
+    initializer = keras.initializers.GlorotUniform(seed=seed)
+    logits = keras.layers.Dense(num_classes, kernel_initializer=initializer, name="new_logits")(h)
+    return keras.Model(inputs, logits, name=f"{model.name}_{mode}")

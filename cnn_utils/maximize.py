@@ -7,10 +7,10 @@ One gradient-ascent loop over the input pixels, :func:`optimize_input`, serves e
 What it maximises is composed from small callables, as in tf-keras-vis:
 
 * an **objective** maps the activations of some layers to one score per image:
-  :class:`FilterMean`, :class:`ClassScore`, :class:`FeatureMatch`,
+  :class:`FilterMean`, :class:`ClassScore`, :class:`FeatureMatch`, :class:`FeatureDot`,
   :class:`LayerNorm`, :class:`StyleContent`;
 * **regularisers** are penalties subtracted from the score: :class:`L2`,
-  :class:`TotalVariation`;
+  :class:`TotalVariation` (beta = 1 or 2), :class:`AlphaNorm`;
 * **transforms** act on the image: :class:`Jitter` shifts the input the model sees (inside
   the gradient), while :class:`Blur`, :class:`ClipSmallValues` and
   :class:`ClipSmallGradients` modify the image after each update (Yosinski et al. 2015).
@@ -25,6 +25,8 @@ References:
     Simonyan, Vedaldi & Zisserman 2014, "Deep inside convolutional networks" (classes).
     Yosinski et al. 2015, "Understanding neural networks through deep visualization".
     Mahendran & Vedaldi 2015, "Understanding deep image representations by inverting them".
+    Mahendran & Vedaldi 2016, "Visualizing deep convolutional neural networks using natural
+    pre-images" (caricaturisation).
     Mordvintsev, Olah & Tyka 2015, "Inceptionism: going deeper into neural networks".
     Gatys, Ecker & Bethge 2015, "A neural algorithm of artistic style".
 """
@@ -163,6 +165,31 @@ class FeatureMatch:
         return -_mean_square(a - self.target) / (_mean_square(self.target) + _EPS)
 
 
+class FeatureDot:
+    """The caricature objective <Phi_0, Phi(I)> / ||Phi_0||^2 (Mahendran & Vedaldi 2016).
+
+    Started from the image x_0 with Phi_0 = Phi(x_0), the ascent strengthens exactly what the
+    layer saw in x_0 (the direction Phi_0), where DeepDream's ||Phi(I)||^2 amplifies whatever
+    is active. The value is 1 at I = x_0.
+
+    Args:
+        layer_name: The layer Phi.
+        target: The features Phi_0, shape (batch, ...) of the layer's output.
+    """
+
+    def __init__(self, layer_name: str, target):
+        self.layer_names = (layer_name,)
+        self.target = tf.constant(np.asarray(target, dtype=np.float32))
+
+    def __call__(self, activations: dict) -> tf.Tensor:
+        """Return the normalised inner product of each image's features with its target."""
+        a = activations[self.layer_names[0]]
+        batch = tf.shape(a)[0]
+        dot = tf.reduce_sum(tf.reshape(a * self.target, (batch, -1)), axis=1)
+        norm = tf.reduce_sum(tf.reshape(tf.square(self.target), (batch, -1)), axis=1)
+        return dot / (norm + _EPS)
+
+
 class LayerNorm:
     """Mean squared activation of whole layers: amplify whatever they detect (DeepDream).
 
@@ -267,19 +294,35 @@ class L2:
         return self.weight * _mean_square(x)
 
 
-def total_variation(x) -> tf.Tensor:
-    """Mean squared difference between neighbouring pixels, per image (Mahendran & Vedaldi).
+def total_variation(x, beta: float = 2.0) -> tf.Tensor:
+    """Total variation R_{V^beta} per image (Mahendran & Vedaldi 2015), as a mean.
+
+    ``beta = 2`` (the default) is the mean squared difference between vertical neighbours
+    plus that between horizontal neighbours. Any other ``beta`` is the paper's coupled form,
+    mean over pixels of ((x_{i,j+1} - x_{i,j})^2 + (x_{i+1,j} - x_{i,j})^2)^(beta / 2) on the
+    (H-1) x (W-1) grid (a tiny constant inside the root keeps beta < 2 differentiable at 0):
+    beta = 1 penalises an edge by its height, not its square, so it keeps sharp edges and
+    removes small wiggles; beta = 2 prefers smooth ramps to steps.
 
     Args:
         x: Images (batch, H, W, C).
+        beta: The exponent, > 0.
 
     Returns:
-        (batch,) total variation (the beta = 2 version: squared differences).
+        (batch,) total variation.
+
+    Raises:
+        ValueError: A beta <= 0 or x that is not a batch of images.
     """
+    beta = _checks.number("beta", beta, positive=True)
     x = _batch_of_maps(x, "x")
     dy = x[:, 1:, :, :] - x[:, :-1, :, :]
     dx = x[:, :, 1:, :] - x[:, :, :-1, :]
-    return _mean_square(dy) + _mean_square(dx)
+    if beta == 2.0:
+        return _mean_square(dy) + _mean_square(dx)
+    squared = tf.square(dy[:, :, :-1, :]) + tf.square(dx[:, :-1, :, :])
+    values = tf.pow(squared + _EPS, beta / 2.0)
+    return tf.reduce_mean(tf.reshape(values, (tf.shape(x)[0], -1)), axis=1)
 
 
 class TotalVariation:
@@ -287,14 +330,41 @@ class TotalVariation:
 
     Args:
         weight: The penalty's weight, >= 0.
+        beta: The exponent of :func:`total_variation` (2: squared differences; 1: edges
+            cost their height).
     """
 
-    def __init__(self, weight: float = 0.1):
+    def __init__(self, weight: float = 0.1, beta: float = 2.0):
         self.weight = _check_weight("weight", weight)
+        self.beta = _checks.number("beta", beta, positive=True)
 
     def __call__(self, x: tf.Tensor) -> tf.Tensor:
         """Return the penalty of each image."""
-        return self.weight * total_variation(x)
+        return self.weight * total_variation(x, self.beta)
+
+
+class AlphaNorm:
+    """Penalty weight * mean |I - center|^alpha: the alpha-norm prior R_alpha (Mahendran & Vedaldi).
+
+    Mahendran & Vedaldi (2015) use alpha = 6 on the mean-subtracted image: a large
+    alpha leaves moderate pixels almost free and stops a few pixels from running away to
+    extreme values. Our pixels live in [0, 1], so the image is centred at grey 0.5.
+
+    Args:
+        weight: The penalty's weight, >= 0.
+        alpha: The exponent, >= 1.
+        center: The value the image is centred at.
+    """
+
+    def __init__(self, weight: float = 1.0, alpha: float = 6.0, center: float = 0.5):
+        self.weight = _check_weight("weight", weight)
+        self.alpha = _checks.number("alpha", alpha, minimum=1)
+        self.center = _checks.number("center", center)
+
+    def __call__(self, x: tf.Tensor) -> tf.Tensor:
+        """Return the penalty of each image."""
+        values = tf.pow(tf.abs(x - self.center) + _EPS, self.alpha)
+        return self.weight * tf.reduce_mean(tf.reshape(values, (tf.shape(x)[0], -1)), axis=1)
 
 
 class Jitter:
@@ -721,14 +791,19 @@ def invert_features(
     steps: int = 200,
     learning_rate: float = 0.05,
     tv_weight: float = 0.05,
+    tv_beta: float = 2.0,
+    alpha_weight: float = 0.0,
+    alpha: float = 6.0,
     transforms: Sequence = (),
     seed: int | None = None,
     verbose: int = 1,
     return_history: bool = False,
 ):
-    """Pre-image (Mahendran & Vedaldi 2015): min_I ||Phi(I) - Phi_0||^2 / ||Phi_0||^2 + R_TV(I).
+    """Pre-image (Mahendran & Vedaldi 2015): min_I ||Phi(I) - Phi_0||^2 / ||Phi_0||^2 + R(I).
 
-    Starts from seeded noise and matches the features Phi_0 = Phi(x) of the layer.
+    Starts from seeded noise and matches the features Phi_0 = Phi(x) of the layer, with the
+    paper's two priors: R = tv_weight * R_{V^beta} (:class:`TotalVariation`) +
+    alpha_weight * R_alpha (:class:`AlphaNorm`, off by default).
 
     Args:
         model: A built Keras model on [0, 1] pixels.
@@ -737,6 +812,9 @@ def invert_features(
         steps: Ascent steps.
         learning_rate: Step size in pixel units.
         tv_weight: Weight of the total-variation prior, >= 0.
+        tv_beta: Its exponent beta, > 0 (1 keeps edges sharp, 2 prefers smooth ramps).
+        alpha_weight: Weight of the alpha-norm prior, >= 0 (0: not used).
+        alpha: Its exponent, >= 1 (the paper uses 6).
         transforms: Extra transforms.
         seed: Seed of the start.
         verbose: 1 shows progress, 0 is silent.
@@ -755,7 +833,7 @@ def invert_features(
         model,
         FeatureMatch(layer_name, target),
         num_images=len(x),
-        regularizers=[TotalVariation(tv_weight)],
+        regularizers=[TotalVariation(tv_weight, tv_beta), AlphaNorm(alpha_weight, alpha)],
         transforms=transforms,
         steps=steps,
         learning_rate=learning_rate,
@@ -808,6 +886,62 @@ def deep_dream(
     return optimize_input(
         model,
         LayerNorm(layer_names),
+        init=image,
+        regularizers=regularizers,
+        transforms=[Jitter(1, seed=seed)] if transforms is None else transforms,
+        steps=steps,
+        learning_rate=learning_rate,
+        seed=seed,
+        verbose=verbose,
+        return_history=return_history,
+    )
+
+
+def caricature(
+    model: keras.Model,
+    layer_name: str,
+    image,
+    *,
+    steps: int = 50,
+    learning_rate: float = 0.02,
+    regularizers: Sequence = (),
+    transforms: Sequence | None = None,
+    seed: int | None = None,
+    verbose: int = 1,
+    return_history: bool = False,
+) -> np.ndarray:
+    """Caricaturisation (Mahendran & Vedaldi 2016): maximise <Phi(x_0), Phi(I)> from I = x_0.
+
+    The objective (:class:`FeatureDot`) rewards more of exactly the pattern the layer saw in
+    the starting image, so the caricature exaggerates that image's own features; DeepDream
+    (:func:`deep_dream`) instead maximises ||Phi(I)||^2 and amplifies whatever responds. With
+    ``transforms=None`` a jitter of 1 pixel is applied.
+
+    Args:
+        model: A built Keras model on [0, 1] pixels.
+        layer_name: The layer Phi.
+        image: The images x_0 (batch, H, W, C), in [0, 1]; also the start.
+        steps: Ascent steps.
+        learning_rate: Step size in pixel units.
+        regularizers: Penalties (none by default).
+        transforms: Transforms; ``None`` is a 1-pixel jitter.
+        seed: Seed of the jitter.
+        verbose: 1 shows progress, 0 is silent.
+        return_history: Also return the mean objective of every step (1 at the start).
+
+    Returns:
+        float32 images shaped like ``image`` (with ``return_history``, also the history).
+
+    Raises:
+        ValueError: An unknown layer, an image outside [0, 1], or a bad setting of
+            :func:`optimize_input`.
+    """
+    image = _pixels(image, "image")
+    seed = _checks.seed(seed)
+    target = probe.features(model, image, layer_name, flatten=False)
+    return optimize_input(
+        model,
+        FeatureDot(layer_name, target),
         init=image,
         regularizers=regularizers,
         transforms=[Jitter(1, seed=seed)] if transforms is None else transforms,

@@ -1,5 +1,8 @@
 """Which pixels matter: gradient saliency, SmoothGrad, occlusion, CAM and Grad-CAM.
 
+Also the backward passes that differ only in how they treat ReLUs (deconvnet, guided
+backpropagation) and Guided Grad-CAM.
+
 Every method returns one heatmap per image, shape (batch, H, W) at the input's resolution,
 float32 in [0, 1] (unless ``normalize=False``), and finite even when every gradient is zero
 (an all-zero map then). The class score is the logit before the softmax, as Simonyan et al.
@@ -13,9 +16,14 @@ References:
     Zeiler & Fergus 2014, "Visualizing and understanding convolutional networks" (occlusion).
     Zhou et al. 2016, "Learning deep features for discriminative localization" (CAM).
     Selvaraju et al. 2017, "Grad-CAM: visual explanations from deep networks".
+    Springenberg et al. 2015, "Striving for simplicity: the all convolutional net" (guided
+    backpropagation, Fig. 1).
 """
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
 
 import keras
 import numpy as np
@@ -341,4 +349,161 @@ def grad_cam(
     alpha = tf.reduce_mean(grads, axis=(1, 2))  # (batch, K)
     maps = tf.nn.relu(tf.einsum("bhwk,bk->bhw", features, alpha))
     maps = _resize(maps, tuple(x.shape[1:3])).numpy()
+    return normalize_maps(maps) if normalize else maps
+
+
+# ---------------------------------------------------------------------------------------------
+# Deconvnet, guided backpropagation, Guided Grad-CAM
+# ---------------------------------------------------------------------------------------------
+
+RELU_RULES = ("standard", "deconvnet", "guided")
+"""How a backward pass treats a ReLU with input z and incoming gradient g.
+
+``"standard"``: g * [z > 0] (the true gradient); ``"deconvnet"``: max(g, 0), the forward mask
+ignored (Zeiler & Fergus 2014); ``"guided"``: max(g, 0) * [z > 0], both gates
+(Springenberg et al. 2015, Fig. 1).
+"""
+
+
+def _rule_relu(rule: str):
+    original = tf.nn.relu
+
+    @tf.custom_gradient
+    def relu(z):
+        def backward(g):
+            if rule == "deconvnet":
+                return tf.maximum(g, tf.zeros_like(g))
+            gate = tf.cast(z > 0, g.dtype)
+            return (tf.maximum(g, tf.zeros_like(g)) if rule == "guided" else g) * gate
+
+        return original(z), backward
+
+    def patched(features, name=None):
+        del name
+        return relu(features)
+
+    return patched
+
+
+@contextlib.contextmanager
+def relu_backward(rule: str) -> Iterator[None]:
+    """Inside the block, every ReLU that Keras computes back-propagates by ``rule``.
+
+    Keras' TensorFlow backend computes every ReLU (``activation="relu"``, ``layers.ReLU``,
+    ``ops.relu`` inside custom blocks) with ``tf.nn.relu``; the block swaps that function for
+    one with the same forward pass and a custom gradient (:data:`RELU_RULES`), and restores it
+    on exit. Run the forward pass *and* the gradient inside the block, eagerly.
+
+    Args:
+        rule: ``"standard"``, ``"deconvnet"`` or ``"guided"``.
+
+    Raises:
+        ValueError: An unknown rule.
+    """
+    _checks.one_of("rule", rule, RELU_RULES)
+    original = tf.nn.relu
+    tf.nn.relu = _rule_relu(rule) if rule != "standard" else original
+    try:
+        yield
+    finally:
+        tf.nn.relu = original
+
+
+def backprop_gradients(model: keras.Model, x, class_index, *, rule: str = "guided") -> np.ndarray:
+    """dS_c/dI computed with a ReLU rule: the raw, signed (batch, H, W, C) "reconstruction".
+
+    Args:
+        model: A model that outputs logits.
+        x: Images (batch, H, W, C).
+        class_index: One class for all images, or one per image.
+        rule: ``"standard"`` (the gradient of :func:`gradient_saliency`), ``"deconvnet"`` or
+            ``"guided"`` (:data:`RELU_RULES`).
+
+    Returns:
+        float32 array shaped like x.
+
+    Raises:
+        ValueError: An unknown rule, bad shapes, values or classes, a softmax output, or a
+            class score that does not depend on x.
+    """
+    _checks.one_of("rule", rule, RELU_RULES)
+    x, indices = _inputs(model, x, class_index)
+    with relu_backward(rule):
+        return _input_gradients(model, x, indices).numpy()
+
+
+def guided_backprop(model: keras.Model, x, class_index, *, normalize: bool = True) -> np.ndarray:
+    """Guided backpropagation (Springenberg et al. 2015): max over channels of |guided grad|.
+
+    At every ReLU the backward signal passes only where the forward input was positive (as in
+    the true gradient) *and* the signal itself is positive (as in the deconvnet), so only
+    evidence *for* the class flows back: sharper, image-like maps.
+
+    Args:
+        model: A model that outputs logits.
+        x: Images (batch, H, W, C).
+        class_index: One class for all images, or one per image.
+        normalize: Scale each map to [0, 1] by its maximum.
+
+    Returns:
+        float32 array (batch, H, W).
+
+    Raises:
+        ValueError: Bad shapes, values or classes, a softmax output, or a class score that
+            does not depend on x.
+    """
+    normalize = _checks.flag("normalize", normalize)
+    maps = np.abs(backprop_gradients(model, x, class_index, rule="guided")).max(axis=-1)
+    return normalize_maps(maps) if normalize else maps
+
+
+def deconvnet(model: keras.Model, x, class_index, *, normalize: bool = True) -> np.ndarray:
+    """Deconvnet map (Zeiler & Fergus 2014): the backward pass that ignores the forward mask.
+
+    At every ReLU only the sign of the backward signal counts (max(g, 0)); which units were
+    active on this image does not (max-pooling switches are kept, as in the paper).
+
+    Args:
+        model: A model that outputs logits.
+        x: Images (batch, H, W, C).
+        class_index: One class for all images, or one per image.
+        normalize: Scale each map to [0, 1] by its maximum.
+
+    Returns:
+        float32 array (batch, H, W).
+
+    Raises:
+        ValueError: Bad shapes, values or classes, a softmax output, or a class score that
+            does not depend on x.
+    """
+    normalize = _checks.flag("normalize", normalize)
+    maps = np.abs(backprop_gradients(model, x, class_index, rule="deconvnet")).max(axis=-1)
+    return normalize_maps(maps) if normalize else maps
+
+
+def guided_grad_cam(
+    model: keras.Model, x, class_index, layer_name: str | None = None, *, normalize: bool = True
+) -> np.ndarray:
+    """Guided Grad-CAM (Selvaraju et al. 2017, sec. 3.1): guided backprop times Grad-CAM.
+
+    Grad-CAM is class-discriminative but coarse, guided backpropagation is fine but hardly
+    class-discriminative; their pixel-wise product (Grad-CAM upsampled to the input) is both.
+
+    Args:
+        model: A model that outputs logits.
+        x: Images (batch, H, W, C).
+        class_index: One class for all images, or one per image.
+        layer_name: Grad-CAM's layer (``None``: the last feature layer).
+        normalize: Scale each map to [0, 1] by its maximum.
+
+    Returns:
+        float32 array (batch, H, W).
+
+    Raises:
+        ValueError: As :func:`guided_backprop` and :func:`grad_cam`.
+    """
+    normalize = _checks.flag("normalize", normalize)
+    guided = guided_backprop(model, x, class_index, normalize=False)
+    cam_maps = grad_cam(model, x, class_index, layer_name, normalize=True)
+    maps = guided * cam_maps
     return normalize_maps(maps) if normalize else maps

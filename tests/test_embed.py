@@ -129,3 +129,79 @@ def test_features_and_receptive_field_under_mixed_float16():
         assert patches.shape == (2, 5, 5, 1)
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+# ---------------------------------------------------------------------------------------------
+# Transfer learning
+# ---------------------------------------------------------------------------------------------
+
+
+def _fit_briefly(new_model):
+    rng = np.random.default_rng(9)
+    x, y = rng.random((32, 8, 8, 1), dtype=np.float32), rng.integers(0, 4, 32)
+    new_model.compile(
+        optimizer=keras.optimizers.SGD(0.5),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    new_model.fit(x, y, epochs=2, batch_size=8, verbose=0)
+    return x
+
+
+def _trunk_weights(new_model):
+    return [w.numpy().copy() for w in new_model.layers[1].weights]
+
+
+def test_transfer_frozen_trains_only_the_new_head_and_keeps_the_source():
+    source = build_named_model()
+    source_weights = [w.copy() for w in source.get_weights()]
+    new_model = embed.transfer_model(source, 4, mode="frozen")
+    assert new_model.output.shape[-1] == 4 and new_model.layers[-1].name == "new_logits"
+    assert len(new_model.trainable_weights) == 2  # the new Dense kernel and bias
+    trunk_before = _trunk_weights(new_model)
+    x = _fit_briefly(new_model)
+    for before, after in zip(trunk_before, _trunk_weights(new_model), strict=True):
+        np.testing.assert_array_equal(before, after)
+    for before, after in zip(source_weights, source.get_weights(), strict=True):
+        np.testing.assert_array_equal(before, after)
+    # The frozen trunk computes the source's own penultimate features ("CNN codes").
+    codes = new_model.layers[1](x, training=False)  # the chopped trunk
+    np.testing.assert_allclose(codes, embed.features(source, x), rtol=1e-5, atol=1e-6)
+
+
+def test_transfer_finetune_starts_from_the_source_and_scratch_does_not():
+    source = build_named_model()
+    source_weights = [w.copy() for w in source.get_weights()]
+    tuned = embed.transfer_model(source, 4, mode="finetune")
+    start = _trunk_weights(tuned)
+    for a, b in zip(start, source_weights[: len(start)], strict=True):
+        np.testing.assert_array_equal(a, b)
+    _fit_briefly(tuned)
+    assert any(not np.allclose(a, b) for a, b in zip(start, _trunk_weights(tuned), strict=True))
+    for before, after in zip(source_weights, source.get_weights(), strict=True):
+        np.testing.assert_array_equal(before, after)  # the source is never trained
+    scratch = embed.transfer_model(source, 4, mode="scratch", seed=1)
+    kernel = scratch.layers[1].get_layer("conv1").kernel.numpy()
+    assert not np.allclose(kernel, source.get_layer("conv1").kernel.numpy())
+    again = embed.transfer_model(source, 4, mode="scratch", seed=1)
+    np.testing.assert_array_equal(again.layers[1].get_layer("conv1").kernel.numpy(), kernel)
+
+
+def test_transfer_from_a_convolutional_layer_flattens(model):
+    new_model = embed.transfer_model(model, 3, layer_name="conv2")
+    assert new_model.get_layer("new_flatten").output.shape[-1] == 8 * 8 * 4
+    x = np.random.default_rng(0).random((2, 8, 8, 1), dtype=np.float32)
+    assert new_model(x).shape == (2, 3)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"num_classes": 1}, "num_classes must be"),
+        ({"num_classes": 3, "mode": "linear"}, "mode must be one of"),
+        ({"num_classes": 3, "layer_name": "nope"}, "layer_name must be one of"),
+        ({"num_classes": 3, "seed": -2}, "seed must be >= 0"),
+    ],
+)
+def test_transfer_model_bad_inputs(model, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        embed.transfer_model(model, **kwargs)

@@ -308,3 +308,73 @@ def test_every_method_works_under_mixed_float16():
             assert np.isfinite(history).all() and len(history) == 3, name
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+# ---------------------------------------------------------------------------------------------
+# Pre-image priors (TV^beta, alpha-norm) and caricaturisation
+# ---------------------------------------------------------------------------------------------
+
+
+def test_total_variation_beta_1_is_the_coupled_form_by_hand():
+    x = np.random.default_rng(5).random((2, 6, 7, 1)).astype(np.float32)
+    dy, dx = np.diff(x, axis=1)[:, :, :-1], np.diff(x, axis=2)[:, :-1]
+    expected = np.sqrt(dy**2 + dx**2 + 1e-8).reshape(2, -1).mean(axis=1)
+    np.testing.assert_allclose(maximize.total_variation(x, beta=1.0), expected, rtol=1e-5)
+    beta2 = (np.diff(x, axis=1) ** 2).reshape(2, -1).mean(1) + (np.diff(x, axis=2) ** 2).reshape(
+        2, -1
+    ).mean(1)
+    np.testing.assert_allclose(maximize.total_variation(x), beta2, rtol=1e-5)
+
+
+def test_beta_2_prefers_a_ramp_to_a_step_and_beta_1_does_not():
+    columns = np.arange(16, dtype=np.float32)
+    step = np.broadcast_to((columns >= 8).astype(np.float32), (16, 16))
+    ramp = np.broadcast_to(np.clip((columns - 4) / 8, 0, 1).astype(np.float32), (16, 16))
+    images = np.stack([step, ramp])[..., None]
+    tv1 = maximize.total_variation(images, beta=1.0).numpy()
+    tv2 = maximize.total_variation(images, beta=2.0).numpy()
+    assert tv2[1] < 0.2 * tv2[0]  # squared differences: spreading the edge over 8 pixels pays
+    assert abs(tv1[1] - tv1[0]) < 0.05 * tv1[0]  # beta = 1: an edge costs its height
+
+
+def test_alpha_norm_by_hand_and_it_pulls_extreme_pixels_in(model):
+    x = np.random.default_rng(6).random((2, 8, 8, 1)).astype(np.float32)
+    expected = 3.0 * (np.abs(x - 0.5) ** 6).reshape(2, -1).mean(axis=1)
+    np.testing.assert_allclose(
+        maximize.AlphaNorm(3.0, alpha=6)(tf.constant(x)), expected, rtol=1e-4
+    )
+    plain = maximize.invert_features(model, "conv1", x, steps=40, tv_weight=0.0, seed=0, verbose=0)
+    prior = maximize.invert_features(
+        model, "conv1", x, steps=40, tv_weight=0.0, alpha_weight=1e4, seed=0, verbose=0
+    )
+    assert np.abs(prior - 0.5).max() < np.abs(plain - 0.5).max()
+
+
+def test_invert_features_with_tv_beta_1_still_matches_the_features(model):
+    x = np.random.default_rng(7).random((2, 8, 8, 1), dtype=np.float32)
+    _, history = maximize.invert_features(
+        model,
+        "conv1",
+        x,
+        steps=60,
+        tv_beta=1.0,
+        alpha_weight=1.0,
+        seed=0,
+        verbose=0,
+        return_history=True,
+    )
+    assert -history[-1] < 0.3 * -history[0]
+
+
+def test_caricature_strengthens_the_start_images_own_features(model):
+    image = np.random.default_rng(8).random((2, 8, 8, 1), dtype=np.float32) * 0.6 + 0.2
+    target = _features(model, "res2", image)
+    assert np.allclose(maximize.FeatureDot("res2", target)({"res2": tf.constant(target)}), 1.0)
+    images, history = maximize.caricature(
+        model, "res2", image, steps=20, transforms=(), seed=0, verbose=0, return_history=True
+    )
+    assert abs(history[0] - 1.0) < 1e-4 and history[-1] > 1.5
+    after = _features(model, "res2", images).reshape(2, -1)
+    flat = target.reshape(2, -1)
+    cosine = (after * flat).sum(1) / np.linalg.norm(after, axis=1) / np.linalg.norm(flat, axis=1)
+    assert cosine.min() > 0.5  # more of the same pattern, not a different one

@@ -3,11 +3,21 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
+from conftest import build_tiny_model
 
 from cnn_utils import blocks, probe, saliency
 
 SIZE, PATCH = 24, 6
-METHODS = ("gradient_saliency", "smoothgrad", "occlusion", "grad_cam")
+METHODS = (
+    "gradient_saliency",
+    "smoothgrad",
+    "occlusion",
+    "grad_cam",
+    "guided_backprop",
+    "deconvnet",
+    "guided_grad_cam",
+)
 
 
 def _stripes(vertical: bool) -> np.ndarray:
@@ -301,3 +311,88 @@ def test_every_method_works_under_mixed_float16(mixed_precision, method):
     maps = _run(method, model, _X, [0, 2]) if method != "cam" else saliency.cam(model, _X, [0, 2])
     assert maps.shape == (2, 8, 8) and maps.dtype == np.float32
     assert np.isfinite(maps).all() and 0.0 <= maps.min() and maps.max() == pytest.approx(1.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Deconvnet, guided backpropagation and Guided Grad-CAM
+# ---------------------------------------------------------------------------------------------
+
+
+def _by_hand(model, x, c, rule):
+    """dS_c/dx of conv(relu) -> flatten -> dense with the ReLU rule applied by hand."""
+    conv, dense = model.layers[0], model.layers[-1]
+    x = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        z = tf.nn.conv2d(x, conv.kernel, 1, "VALID") + conv.bias  # pre-activation
+    g = tf.broadcast_to(tf.reshape(dense.kernel[:, c], (1, *z.shape[1:])), z.shape)
+    positive_g, open_gate = tf.maximum(g, 0.0), tf.cast(z > 0, tf.float32)
+    g_z = {"standard": g * open_gate, "deconvnet": positive_g, "guided": positive_g * open_gate}
+    return tape.gradient(z, x, output_gradients=g_z[rule]).numpy()
+
+
+@pytest.mark.parametrize("rule", saliency.RELU_RULES)
+def test_relu_rules_match_the_backward_pass_by_hand(rule):
+    model = build_tiny_model(seed=3)
+    x = np.random.default_rng(0).normal(0.5, 0.5, (4, 8, 8, 1)).astype(np.float32)
+    got = saliency.backprop_gradients(model, x, 1, rule=rule)
+    np.testing.assert_allclose(got, _by_hand(model, x, 1, rule), rtol=1e-5, atol=1e-6)
+    # Some units are off and some weights negative, so the three rules really differ here.
+    assert not np.allclose(got, _by_hand(model, x, 1, "guided" if rule != "guided" else "standard"))
+
+
+def test_standard_rule_is_the_plain_gradient_and_relu_is_restored():
+    model = build_tiny_model(seed=3)
+    x = np.random.default_rng(1).random((2, 8, 8, 1), dtype=np.float32)
+    plain = saliency.gradient_saliency(model, x, 0, normalize=False)
+    standard = np.abs(saliency.backprop_gradients(model, x, 0, rule="standard")).max(-1)
+    np.testing.assert_allclose(standard, plain, rtol=1e-6)
+    original = tf.nn.relu
+    with pytest.raises(RuntimeError), saliency.relu_backward("guided"):
+        assert tf.nn.relu is not original
+        raise RuntimeError("an error inside the block")
+    assert tf.nn.relu is original  # restored even after an error
+    np.testing.assert_allclose(saliency.gradient_saliency(model, x, 0, normalize=False), plain)
+
+
+def test_deconvnet_ignores_the_forward_mask_and_guided_uses_it():
+    # Shift the conv bias: the units switched on change, the dense weights do not.
+    model = build_tiny_model(seed=3)
+    x = np.random.default_rng(2).random((2, 8, 8, 1), dtype=np.float32)
+    before = {r: saliency.backprop_gradients(model, x, 2, rule=r) for r in ("deconvnet", "guided")}
+    conv = model.layers[0]
+    conv.bias.assign(conv.bias - 0.3)
+    after = {r: saliency.backprop_gradients(model, x, 2, rule=r) for r in ("deconvnet", "guided")}
+    np.testing.assert_allclose(after["deconvnet"], before["deconvnet"], rtol=1e-6)
+    assert not np.allclose(after["guided"], before["guided"])
+
+
+def test_guided_signal_is_non_negative_at_every_relu():
+    # With an identity first layer the input gradient IS the signal at the first ReLU's output.
+    layers = keras.layers
+    inputs = keras.Input((8, 8, 1))
+    h = layers.ReLU(name="relu0")(inputs)
+    h = layers.Conv2D(4, 3, activation="relu", name="conv")(h)
+    h = layers.Flatten(name="flatten")(h)
+    model = keras.Model(inputs, layers.Dense(3, name="logits")(h))
+    x = np.random.default_rng(3).normal(0.0, 1.0, (3, 8, 8, 1)).astype(np.float32)
+    guided = saliency.backprop_gradients(model, x, 0, rule="guided")
+    standard = saliency.backprop_gradients(model, x, 0, rule="standard")
+    assert guided.min() >= 0.0 and np.all(guided[x <= 0] == 0.0)  # gated by sign and by mask
+    assert standard.min() < 0.0  # the true gradient has negative parts here
+
+
+def test_guided_grad_cam_is_guided_backprop_times_grad_cam():
+    model = _tiny_models()["blocks"]
+    x = np.random.default_rng(4).random((3, 8, 8, 1), dtype=np.float32)
+    guided = saliency.guided_backprop(model, x, [0, 1, 2], normalize=False)
+    cam_maps = saliency.grad_cam(model, x, [0, 1, 2])
+    got = saliency.guided_grad_cam(model, x, [0, 1, 2])
+    np.testing.assert_allclose(got, saliency.normalize_maps(guided * cam_maps), atol=1e-6)
+    assert got.shape == (3, 8, 8)
+
+
+def test_unknown_relu_rule_is_a_clear_error(tiny_model):
+    x = np.zeros((1, 8, 8, 1), np.float32)
+    with pytest.raises(ValueError, match="rule"):
+        saliency.backprop_gradients(tiny_model, x, 0, rule="zeiler")
