@@ -104,12 +104,37 @@ def write_cells(results: dict) -> None:
         nbformat.write(nb, path)
 
 
+def table(results: dict) -> str:
+    """The README's table: one row per notebook, one column per measured (mode, state)."""
+    columns = [
+        (mode, state)
+        for mode in ("fast", "full")
+        for state in ("warm", "fresh", "cold")
+        if results.get(mode, {}).get(state)
+    ]
+    names = sorted({n for m, st in columns for n in results[m][st]["times"]})
+    head = "| notebook | " + " | ".join(f"{m.upper()} {st}" for m, st in columns) + " |"
+    lines = [head, "|---" * (len(columns) + 1) + "|"]
+    for name in names:
+        cells = []
+        for mode, state in columns:
+            entry = results[mode][state]["times"].get(name)
+            cells.append(
+                "–"
+                if entry is None
+                else _fmt(entry["seconds"]) + ("" if entry["passed"] else " (failed)")
+            )
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", choices=("fast", "full"), default="fast")
     parser.add_argument("--state", choices=("warm", "fresh", "cold"), default=None)
     parser.add_argument("notebooks", nargs="*", type=Path)
     parser.add_argument("--write-cells", action="store_true")
+    parser.add_argument("--table", action="store_true", help="print the README's table")
     args = parser.parse_args()
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     if args.state is not None:
@@ -123,6 +148,8 @@ def main() -> None:
         RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
     if args.write_cells:
         write_cells(results)
+    if args.table:
+        print(table(results))
 
 
 if __name__ == "__main__":
