@@ -146,11 +146,38 @@ def _writable(path: Path) -> bool:
     return os.access(probe, os.W_OK)
 
 
+def _shipped_row() -> dict:
+    """The doctor's row on the weights shipped with the course (files present, hashes)."""
+    from cnn_utils import training
+
+    try:
+        table = training._manifest(training.SHIPPED_DIR)
+    except ValueError as error:
+        return _row("shipped weights", "problem", str(error), "`git checkout cnn_utils/shipped`")
+    bad = [
+        stem
+        for stem, entry in table.items()
+        if not (training.SHIPPED_DIR / entry["file"]).exists()
+        or training._sha256(training.SHIPPED_DIR / entry["file"]) != entry["sha256"]
+    ]
+    modes = ", ".join(sorted({entry["mode"] for entry in table.values()})) or "none"
+    if bad:
+        return _row(
+            "shipped weights",
+            "problem",
+            f"{len(bad)} of {len(table)} files missing or changed: {', '.join(bad)}",
+            "`git checkout cnn_utils/shipped` (or `make weights FAST=1` to rebuild them)",
+        )
+    state = "on" if use_shipped() else "off (CNN_UTILS_SHIPPED=0: every model trains)"
+    return _row("shipped weights", "ok", f"{len(table)} models ({modes}), hashes match; {state}")
+
+
 def doctor(*, verbose: int = 1):
     """Report what the notebooks need and whether this environment has it, with the fix.
 
     Checks Python, TensorFlow and Keras (against the tested versions), the GPU, the mode (FAST
-    or default), the trained-model cache (folder, writable, models cached), the Keras cache
+    or default), the trained-model cache (folder, writable, models cached), the shipped
+    weights (present, hashes as in their manifest), the Keras cache
     (``KERAS_HOME``: writable, which datasets are there) and whether this is Colab. Nothing is
     downloaded or trained.
 
@@ -239,6 +266,7 @@ def doctor(*, verbose: int = 1):
         )
     else:
         rows.append(_row("model cache", "ok", f"{cache} ({len(models)} trained models cached)"))
+    rows.append(_shipped_row())
     home = keras_home()
     if not _writable(home):
         rows.append(

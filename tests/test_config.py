@@ -103,3 +103,22 @@ def test_doctor_finds_the_seeded_datasets(monkeypatch):
     table = config.doctor(verbose=0)
     row = table[table["check"] == "dataset fashion_mnist"].iloc[0]
     assert row["status"] == "ok", row["found"]
+
+
+def test_doctor_checks_the_shipped_weights(tmp_path, monkeypatch):
+    import shutil
+
+    from cnn_utils import config, training
+
+    row = config.doctor(verbose=0).set_index("check").loc["shipped weights"]
+    assert row["status"] == "ok" and "hashes match" in row["found"], row["found"]
+    assert "off" in row["found"]  # the tests turn the shipped weights off
+    # A changed file is a problem, named, with the fix.
+    copy = tmp_path / "shipped"
+    shutil.copytree(training.SHIPPED_DIR, copy)
+    victim = sorted(copy.glob("*.weights.h5"))[0]
+    victim.write_bytes(victim.read_bytes()[:-10])
+    monkeypatch.setattr(training, "SHIPPED_DIR", copy)
+    row = config.doctor(verbose=0).set_index("check").loc["shipped weights"]
+    assert row["status"] == "problem" and victim.name.split(".")[0] in row["found"]
+    assert "git checkout" in row["fix"]
