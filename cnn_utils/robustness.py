@@ -777,14 +777,20 @@ def loss_surface(
     *,
     seed: int = 0,
     batch_size: int = 512,
+    clip: bool = False,
+    clip_value_min: float = 0.0,
+    clip_value_max: float = 1.0,
 ) -> dict[str, np.ndarray]:
     """Loss and prediction of ``model`` on the plane ``x + alpha * g + beta * g_perp``.
 
     ``g = sign(grad_x l(f(x), y))`` is the FGSM direction (so ``alpha`` is an L-infinity step in
     input units, and by Taylor ``l(x + h) ~ l(x) + grad^T h`` it is the steepest local ascent);
     ``g_perp`` is a random +-1 vector (seeded) with its component along ``g`` removed, so it is
-    orthogonal to ``g`` and of about the same size. The inputs are not clipped to the valid
-    range: this is a picture of the function around ``x``.
+    orthogonal to ``g`` and of about the same size. By default the inputs are not clipped to the
+    valid range: this is a picture of the function around ``x``, partly off the image domain
+    (at ``alpha = 0.25`` a black MNIST background pixel with ``g < 0`` sits at -0.25). With
+    ``clip=True`` every point is clipped to ``[clip_value_min, clip_value_max]``: the surface
+    over the images an attack can actually reach (the plane bends at the range's faces).
 
     Args:
         model: Keras model returning logits.
@@ -794,6 +800,9 @@ def loss_surface(
         betas: Steps along ``g_perp`` (default: ``alphas``).
         seed: Seed of ``g_perp``.
         batch_size: Grid points per forward pass.
+        clip: Clip every point of the plane to ``[clip_value_min, clip_value_max]``.
+        clip_value_min: Lower end of the valid input range (used with ``clip=True``).
+        clip_value_max: Upper end of the valid input range (used with ``clip=True``).
 
     Returns:
         A dict with ``alphas``, ``betas`` (1-D arrays), ``loss`` and ``pred`` (arrays of shape
@@ -802,8 +811,9 @@ def loss_surface(
 
     Raises:
         ValueError: A batch of more than one input; empty or non-finite alphas or betas; a
-            label that is not one integer in range; non-finite pixels; a model that does not
-            return logits; or a loss whose gradient at ``x`` is zero everywhere.
+            label that is not one integer in range; non-finite pixels (or, with ``clip=True``,
+            pixels outside the clip range, or a bad range); a model that does not return
+            logits; or a loss whose gradient at ``x`` is zero everywhere.
     """
     x = np.asarray(x, dtype=np.float32)
     if x.ndim >= 2 and x.shape[0] == 1:
@@ -818,7 +828,9 @@ def loss_surface(
         raise ValueError("alphas and betas must not be empty.")
     if not (np.all(np.isfinite(alphas)) and np.all(np.isfinite(betas))):
         raise ValueError("alphas and betas must be finite. Received: NaN or Inf values")
-    batch_x = _checks.images(x[np.newaxis])
+    clip = _checks.flag("clip", clip)
+    lo, hi = _checks.clip_range(clip_value_min, clip_value_max)
+    batch_x = _checks.images(x[np.newaxis], value_range=(lo, hi) if clip else None)
     classes = _checks.logits_model(model, batch_x)
     label = _checks.class_index(y, 1, classes, name="y")
     grad = loss_gradient_fn(model)(batch_x, label)
@@ -838,6 +850,8 @@ def loss_surface(
         + grid_a.reshape(-1, *([1] * x.ndim)) * g[np.newaxis]
         + grid_b.reshape(-1, *([1] * x.ndim)) * g_perp[np.newaxis]
     ).astype(np.float32)
+    if clip:
+        points = np.clip(points, lo, hi)
     losses, preds = [], []
     for batch in _batches(points, batch_size):
         logits = tf.cast(model(tf.constant(batch), training=False), tf.float32)
@@ -1036,11 +1050,16 @@ def gradient_masking_checks(
     batch_size: int = 500,
     seed: int = 0,
     tolerance: float = 0.01,
+    restarts: int = 0,
+    strong: bool = False,
+    strong_steps: int = 100,
+    target_classes: int = 9,
+    strong_gap: float = 0.03,
 ):
     """The four symptoms of gradient masking (Athalye et al. 2018; Carlini et al. 2019), as a table.
 
-    1. *iterative <= single step*: PGD accuracy at ``epsilon`` is at most FGSM accuracy;
-    2. *white-box <= transfer*: PGD made on the model itself leaves at most the accuracy of PGD
+    1. *iterative <= single step*: white-box accuracy at ``epsilon`` is at most FGSM accuracy;
+    2. *white-box <= transfer*: the white-box accuracy is at most the accuracy left by PGD
        examples made on ``source_model`` (a model trained apart) and transferred (skipped when
        no source model is given);
     3. *accuracy -> 0 as eps grows*: PGD at the largest radius (default the width of the clip
@@ -1049,7 +1068,14 @@ def gradient_masking_checks(
 
     A failed row does not prove masking, and passing all four does not prove robustness; a
     failure says the reported robust accuracy is not to be trusted. PGD uses ``num_steps``
-    steps of ``2.5 * eps / num_steps`` from a random start, scored on every iterate.
+    steps of ``2.5 * eps / num_steps`` from a random start, scored on every iterate, with
+    ``restarts`` extra runs on the survivors. With ``strong=True`` the white-box accuracy at
+    ``epsilon`` (rows 1 and 2, and the sweep's point at ``epsilon``) is the per-example worst
+    case of that PGD and of :func:`evaluate_robustness` (APGD-CE, then targeted APGD-DLR), the
+    literature's protocol (the sweep of rows 3 and 4 stays PGD, one attack at every radius);
+    the table then has a fifth row, *PGD vs the strong protocol*, that shows both numbers and
+    passes when the protocol removes at most ``strong_gap`` more than PGD did (a larger gap
+    means PGD alone overstated the robustness: trust the lower number).
 
     Args:
         model: Keras model returning logits.
@@ -1062,11 +1088,22 @@ def gradient_masking_checks(
         num_steps: PGD steps.
         batch_size: Examples attacked at once.
         seed: Seed of the random starts.
-        tolerance: Slack of the comparisons (accuracy is measured on a finite sample).
+        tolerance: Slack of the comparisons (accuracy is measured on a finite sample), >= 0;
+            0 asks for the inequalities exactly.
+        restarts: Extra PGD runs from new random starts in every white-box evaluation, >= 0.
+        strong: Also run :func:`evaluate_robustness` at ``epsilon`` (see above).
+        strong_steps: APGD iterations per run of the strong protocol.
+        target_classes: Target classes of the strong protocol's targeted stage.
+        strong_gap: Largest accuracy the strong protocol may remove beyond PGD's for the fifth
+            row to pass, >= 0.
 
     Returns:
         A pandas DataFrame indexed by check with columns ``passed`` (bool, or ``None`` when
-        skipped) and ``numbers`` (what was compared).
+        skipped) and ``numbers`` (what was compared). ``attrs`` holds the accuracies:
+        ``"pgd"`` (white-box PGD at ``epsilon``), ``"fgsm"``, ``"transfer"`` (or ``None``),
+        ``"white_box"`` (the number the rows compare), ``"strong"`` (the protocol's, or
+        ``None``), ``"sweep"`` (epsilon -> PGD accuracy) and ``"robust"`` (a bool per example:
+        not broken by the white-box attacks at ``epsilon``).
 
     Raises:
         ValueError: A bad argument (the message names it).
@@ -1075,15 +1112,20 @@ def gradient_masking_checks(
 
     epsilon = _checks.number("epsilon", epsilon, positive=True)
     tolerance = _checks.number("tolerance", tolerance, minimum=0.0)
+    restarts = _checks.integer("restarts", restarts, minimum=0)
+    strong = _checks.flag("strong", strong)
+    strong_gap = _checks.number("strong_gap", strong_gap, minimum=0.0)
     if epsilons is None:
         epsilons = [epsilon * f for f in (0.0, 0.25, 0.5, 1.0, 1.5, 2.0)] + [1.0]
     epsilons = sorted({_checks.number("epsilons", e, minimum=0.0) for e in epsilons})
     common = {"norm": norm, "batch_size": batch_size, "verbose": 0}
 
-    def pgd_accuracy(eps, target=model, source=model):
+    def pgd_accuracy(eps, target=model, source=model, details=False):
         kwargs = dict(epsilon=eps, num_steps=num_steps, step_size=2.5 * eps / num_steps, seed=seed)
         if source is target:
-            return robust_accuracy(target, x, y, "pgd", **common, **kwargs)
+            return robust_accuracy(
+                target, x, y, "pgd", restarts=restarts, return_details=details, **common, **kwargs
+            )
         x_adv = np.concatenate(
             [
                 np.asarray(pgd(source, xb, yb, norm=norm, **kwargs))
@@ -1096,12 +1138,32 @@ def gradient_masking_checks(
     labels = np.asarray(_checks.labels(y, len(x)))
     label_batches = [labels[i : i + batch_size] for i in range(0, len(labels), batch_size)]
     rows = {}
-    white = pgd_accuracy(epsilon)
+    pgd_white, pgd_details = pgd_accuracy(epsilon, details=True)
+    white, strong_acc, name = pgd_white, None, "PGD"
+    robust_white = pgd_details["robust"]
+    if strong:
+        report = evaluate_robustness(
+            model,
+            x,
+            y,
+            epsilon,
+            norm,
+            num_steps=strong_steps,
+            target_classes=target_classes,
+            batch_size=batch_size,
+            seed=seed,
+            verbose=0,
+        )
+        strong_acc = report.accuracy
+        robust_white = pgd_details["robust"] & report.robust
+        white = float(np.mean(robust_white))
+        name = "worst of PGD and APGD"
     single = robust_accuracy(model, x, y, "fgsm", epsilon=epsilon, **common)
     rows["iterative <= single step"] = (
         white <= single + tolerance,
-        f"PGD {white:.4f} vs FGSM {single:.4f}",
+        f"{name} {white:.4f} vs FGSM {single:.4f}",
     )
+    transfer = None
     if source_model is None:
         rows["white-box <= transfer"] = (None, "skipped: no source_model")
     else:
@@ -1111,7 +1173,12 @@ def gradient_masking_checks(
             f"white-box {white:.4f} vs transfer {transfer:.4f}",
         )
     sweep = [
-        pgd_accuracy(e) if e > 0 else robust_accuracy(model, x, y, None, **common) for e in epsilons
+        pgd_white
+        if e == epsilon
+        else pgd_accuracy(e)
+        if e > 0
+        else robust_accuracy(model, x, y, None, **common)
+        for e in epsilons
     ]
     rows["accuracy -> 0 as eps grows"] = (
         sweep[-1] <= 0.05,
@@ -1120,6 +1187,20 @@ def gradient_masking_checks(
     rises = [b - a for a, b in zip(sweep[:-1], sweep[1:], strict=True)]
     text = ", ".join(f"{e:g}: {a:.4f}" for e, a in zip(epsilons, sweep, strict=True))
     rows["accuracy monotone in eps"] = (max(rises, default=0.0) <= tolerance, text)
+    if strong:
+        rows["PGD vs the strong protocol"] = (
+            pgd_white - white <= strong_gap,
+            f"PGD {pgd_white:.4f}, APGD-CE + APGD-T {strong_acc:.4f}, worst case {white:.4f}",
+        )
     frame = pd.DataFrame.from_dict(rows, orient="index", columns=["passed", "numbers"])
     frame.index.name = "check"
+    frame.attrs.update(
+        pgd=pgd_white,
+        fgsm=single,
+        transfer=transfer,
+        white_box=white,
+        strong=strong_acc,
+        sweep=dict(zip(epsilons, sweep, strict=True)),
+        robust=robust_white,
+    )
     return frame

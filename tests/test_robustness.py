@@ -99,6 +99,37 @@ def test_loss_surface(trained):
     assert surface["loss"][1, 4] > surface["loss"][1, 0]  # ascent along +g
 
 
+def test_loss_surface_clip_stays_in_the_image_range(trained):
+    model, x, y = trained
+    x0 = np.asarray(x[0]).copy()
+    x0[:2] = 0.0  # pixels on the faces of the range, which the unclipped plane leaves
+    x0[-2:] = 1.0
+    alphas = np.linspace(-0.5, 0.5, 5)
+    plain = robustness.loss_surface(model, x0, y[0], alphas)
+    clipped = robustness.loss_surface(model, x0, y[0], alphas, clip=True)
+    np.testing.assert_array_equal(plain["g"], clipped["g"])
+    assert clipped["loss"][2, 2] == pytest.approx(plain["loss"][2, 2], rel=1e-6)  # the centre
+    # Recompute the clipped corner by hand: the model's loss at clip(x + a g + b g_perp).
+    corner = np.clip(x0 + 0.5 * clipped["g"] + 0.5 * clipped["g_perp"], 0.0, 1.0)
+    expected = float(
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True)(
+            y[:1], model(corner[np.newaxis])
+        )
+    )
+    assert clipped["loss"][4, 4] == pytest.approx(expected, rel=1e-4)
+    assert not np.allclose(clipped["loss"], plain["loss"])  # the unclipped plane left [0, 1]
+    narrow = robustness.loss_surface(
+        model, x0 * 0.5 + 0.25, y[0], alphas, clip=True, clip_value_min=0.25, clip_value_max=0.75
+    )
+    assert np.isfinite(narrow["loss"]).all()
+    with pytest.raises(ValueError, match="clip must be True or False"):
+        robustness.loss_surface(model, x0, y[0], alphas, clip="yes")
+    with pytest.raises(ValueError, match="clip_value_min must be < clip_value_max"):
+        robustness.loss_surface(model, x0, y[0], alphas, clip=True, clip_value_min=1.0)
+    with pytest.raises(ValueError):
+        robustness.loss_surface(model, x0 + 2.0, y[0], alphas, clip=True)  # x outside the range
+
+
 def test_bad_helper_arguments(model):
     x, y = images(4), labels(4)
     with pytest.raises(ValueError, match="attack must be None, a callable or one of"):
@@ -238,3 +269,59 @@ def test_gradient_masking_checks_pass_on_a_plain_model(trained):
     assert table["passed"].all(), table
     skipped = robustness.gradient_masking_checks(model, x[:30], y[:30], 0.15, num_steps=5)
     assert skipped.loc["white-box <= transfer", "passed"] is None
+
+
+def test_gradient_masking_checks_strong_protocol_and_restarts(trained):
+    model, x, y = trained
+    x, y = x[:40], y[:40]
+    kwargs = dict(num_steps=5, epsilons=[0.0, 0.15, 1.0], seed=1, tolerance=0.0)
+    plain = robustness.gradient_masking_checks(model, x, y, 0.15, **kwargs)
+    strong = robustness.gradient_masking_checks(
+        model, x, y, 0.15, restarts=2, strong=True, strong_steps=10, target_classes=2, **kwargs
+    )
+    assert "PGD vs the strong protocol" not in plain.index and plain.attrs["strong"] is None
+    assert strong.index[-1] == "PGD vs the strong protocol"
+    numbers = strong.attrs
+    # The white-box number is the per-example worst case: at most each attack's own accuracy.
+    assert numbers["white_box"] <= min(numbers["pgd"], numbers["strong"]) + 1e-12
+    assert numbers["pgd"] <= plain.attrs["pgd"] + 1e-12  # restarts only remove examples
+    report = robustness.evaluate_robustness(
+        model, x, y, 0.15, num_steps=10, target_classes=2, seed=1, verbose=0
+    )
+    assert numbers["strong"] == pytest.approx(report.accuracy)
+    assert strong.loc["PGD vs the strong protocol", "passed"] == (
+        numbers["pgd"] - numbers["white_box"] <= 0.03
+    )
+    assert numbers["sweep"][0.15] == numbers["pgd"]  # the sweep stays one attack (PGD)
+    assert numbers["robust"].shape == (40,) and numbers["robust"].mean() == numbers["white_box"]
+    with pytest.raises(ValueError, match="strong must be True or False"):
+        robustness.gradient_masking_checks(model, x, y, 0.15, strong=1)
+    with pytest.raises(ValueError, match="restarts"):
+        robustness.gradient_masking_checks(model, x, y, 0.15, restarts=-1)
+    with pytest.raises(ValueError, match="strong_gap"):
+        robustness.gradient_masking_checks(model, x, y, 0.15, strong_gap=-0.1)
+
+
+def test_gradient_masking_checks_catch_a_masked_model(trained):
+    """A model that hides its gradient (a large constant times the logits: saturated
+    softmax, the cross-entropy gradient underflows) fails the iterative <= single-step row or
+    the transfer row, while its predictions are the plain model's."""
+    model, x, y = trained
+
+    class Saturated(keras.Model):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def call(self, inputs, training=False):
+            logits = self.inner(inputs, training=training)
+            return 1e4 * logits
+
+    masked = Saturated(model)
+    np.testing.assert_array_equal(
+        robustness.predict_labels(masked, x), robustness.predict_labels(model, x)
+    )
+    table = robustness.gradient_masking_checks(
+        masked, x, y, 0.15, source_model=model, num_steps=10, epsilons=[0.0, 0.15, 1.0]
+    )
+    assert not table["passed"].dropna().all(), table
