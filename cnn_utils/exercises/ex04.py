@@ -1,7 +1,9 @@
 """Checks for the exercises of notebook 04 (visualising what a CNN learned).
 
 1. ``receptive_field``: by hand, how many input pixels one unit of a layer sees (checked
-   against the size measured by backpropagation, :func:`cnn_utils.embed.measured_receptive_field`).
+   against :func:`cnn_utils.shapes.receptive_field` of the model's own kernel sizes and strides;
+   a gradient measurement would undercount an untrained network, where max pooling passes the
+   gradient through one input per window and dead ReLUs cut paths).
 2. ``saliency_function``: the saliency map of Simonyan et al. (2014) written by the student,
    compared with :func:`cnn_utils.saliency.gradient_saliency`.
 3. ``grad_cam_function``: Grad-CAM's weights (globally averaged gradients) and map at the
@@ -18,7 +20,7 @@ from collections.abc import Callable
 import numpy as np
 import tensorflow as tf
 
-from cnn_utils import embed, probe, shapes
+from cnn_utils import probe, shapes
 from cnn_utils.exercises import (
     NOT_ATTEMPTED,
     Feedback,
@@ -79,11 +81,10 @@ def receptive_field(answer, model, layer_name: str, *, verbose: int = 1) -> Feed
         if not_attempted(answer):
             return NOT_ATTEMPTED
         value = as_number(answer, "the receptive field")
-        size = embed.measured_receptive_field(model, layer_name)[0]
-        if close(value, size):
-            return None
         stack = _stack(model, layer_name)
         kernels = [k for k, _ in stack]
+        if close(value, shapes.receptive_field(kernels, [s for _, s in stack])):
+            return None
         convs_only = [k for k, s in stack if s == 1]
         if close(value, shapes.receptive_field(convs_only)):
             raise Wrong(
@@ -98,7 +99,7 @@ def receptive_field(answer, model, layer_name: str, *, verbose: int = 1) -> Feed
         if close(value, shapes.receptive_field(kernels[:-1], [s for _, s in stack[:-1]])):
             raise Wrong("you stopped one layer early: include the layer's own convolution.")
         raise Wrong(
-            "not the size measured by backpropagation: use r = 1 + sum_i (k_i - 1) * "
+            "not the receptive field of this stack: use r = 1 + sum_i (k_i - 1) * "
             "(product of the strides before layer i), pooling layers included."
         )
 
