@@ -85,6 +85,8 @@ def test_tensorflow_startup_log_is_dropped_from_stderr_only(tmp_path):
     log = (
         "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
         "I0000 00:00:1795447953.565725   27456 port.cc:153] oneDNN custom operations are on.\n"
+        "To enable the following instructions: AVX2 AVX512F FMA, in other operations, rebuild "
+        "TensorFlow with the appropriate compiler flags.\n"
         "UserWarning: a real warning stays\n"
     )
     cell = {

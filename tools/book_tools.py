@@ -41,7 +41,10 @@ _CONTROL = re.compile(r"[\b\r]")
 # written to stderr before TF_CPP_MIN_LOG_LEVEL is read: noise in a book, not a lesson.
 _TF_LOG = re.compile(
     r"^(WARNING: All log messages before absl::InitializeLog\(\) is called .*"
-    r"|[IWE]\d{4} [\d:.]+ +\d+ [\w.]+:\d+\] .*)$"
+    r"|[IWE]\d{4} [\d:.]+ +\d+ [\w.]+:\d+\] .*"
+    # the second line of cpu_feature_guard's message ("This TensorFlow binary is optimized...")
+    r"|To enable the following instructions: .*rebuild TensorFlow with the appropriate compiler "
+    r"flags\.)$"
 )
 
 
