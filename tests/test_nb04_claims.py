@@ -1,0 +1,102 @@
+"""Notebook 04's thinner margins, re-measured on other data than the notebook's own.
+
+The notebook asserts each claim once, on its first test images (and one draw of 100 MNIST
+labels). Where the margin is modest, these tests measure the same quantity with the notebook's
+settings on other images or another draw, so that the notebook's threshold is not the luck of
+one draw: the transfer ranking of frozen codes, the top patches' selectivity, the class
+sensitivity of guided backprop against Grad-CAM, and the effects of the TV and alpha priors on
+pre-images (an earlier claim, more flat regions with beta = 1, failed here and was dropped).
+They use the trained course CNN (``models.trained``, cached), so they run only when
+``CNN_UTILS_CLAIMS=1`` (``make claims``).
+"""
+
+import os
+
+import numpy as np
+import pytest
+from scipy.stats import spearmanr
+from sklearn.linear_model import LogisticRegression
+
+from cnn_utils import data, embed, maximize, models, probe, saliency
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get("CNN_UTILS_CLAIMS") != "1",
+    reason="claim checks load the course CNN and run optimisations; set CNN_UTILS_CLAIMS=1",
+)
+
+
+@pytest.fixture(scope="module")
+def cnn():
+    return models.trained("small_cnn", verbose=0)
+
+
+@pytest.fixture(scope="module")
+def fashion():
+    return data.load_dataset("fashion_mnist", subset=2000, test_subset=2000, seed=1)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_middle_codes_transfer_better_than_the_last_hidden_layer(cnn, seed):
+    digits = data.load_dataset("mnist", subset=100, test_subset=1000, seed=seed)
+    accuracy = {}
+    for layer in ("pool3", "fc"):
+        softmax = LogisticRegression(max_iter=1000).fit(
+            probe.features(cnn, digits.x_train, layer), digits.y_train
+        )
+        accuracy[layer] = softmax.score(probe.features(cnn, digits.x_test, layer), digits.y_test)
+    pixels = LogisticRegression(max_iter=1000).fit(digits.x_train.reshape(100, -1), digits.y_train)
+    accuracy["pixels"] = pixels.score(digits.x_test.reshape(-1, 784), digits.y_test)
+    # notebook (seed 0): pool3 0.869, fc 0.757, pixels 0.765
+    assert accuracy["pool3"] > accuracy["fc"] + 0.05, accuracy
+    assert accuracy["fc"] < accuracy["pixels"] + 0.03, accuracy
+
+
+def test_top_patches_are_selective_on_other_images(cnn, fashion):
+    x = fashion.x_test[1000:2000]
+    relu3 = probe.features(cnn, x, "relu3_1", flatten=False).max(axis=(1, 2))
+    for channel in (0, 5, 9, 17):
+        _, _, values = embed.top_activating_patches(cnn, "relu3_1", channel, x, k=8)
+        # notebook: ratios 1.6 to 3.0, asserted > 1.5
+        assert values[-1] > 1.5 * np.median(relu3[:, channel]), channel
+
+
+def test_guided_backprop_is_class_insensitive_on_other_images(cnn, fashion):
+    x, y = fashion.x_test[32:64], fashion.y_test[32:64]
+    logits = np.array(cnn(x, training=False))
+    logits[np.arange(len(y)), y] = -np.inf
+    runner_up = logits.argmax(axis=1)
+    rho = {}
+    for method, kwargs in {
+        "gradient_saliency": {},
+        "deconvnet": {},
+        "guided_backprop": {},
+        "grad_cam": {"layer_name": "relu3_1"},
+    }.items():
+        fn = getattr(saliency, method)
+        a, b = fn(cnn, x, y, **kwargs), fn(cnn, x, runner_up, **kwargs)
+        rho[method] = np.nanmean(
+            [spearmanr(p.ravel(), q.ravel())[0] for p, q in zip(a, b, strict=True)]
+        )
+    # notebook: gradient 0.32, deconvnet 0.77, guided 0.91, Grad-CAM 0.18
+    assert rho["guided_backprop"] > 0.8, rho
+    assert rho["deconvnet"] > rho["gradient_saliency"] + 0.3, rho
+    assert rho["grad_cam"] < rho["guided_backprop"] - 0.2, rho
+
+
+def test_tv_and_alpha_priors_on_other_images(cnn, fashion):
+    x = fashion.x_test[6:12]
+    settings = {
+        "TV2 + alpha": dict(tv_weight=0.5, tv_beta=2.0, alpha_weight=1.0),
+        "TV2 only": dict(tv_weight=0.5, tv_beta=2.0, alpha_weight=0.0),
+        "no prior": dict(tv_weight=0.0, alpha_weight=0.0),
+    }
+    big, extreme = {}, {}
+    for label, setting in settings.items():
+        images = maximize.invert_features(
+            cnn, "relu3_1", x, steps=200, seed=0, verbose=0, **setting
+        )
+        big[label] = float((np.abs(np.diff(images, axis=2)) > 0.3).mean())
+        extreme[label] = float(np.mean((images < 0.02) | (images > 0.98)))
+    # the notebook's asserts, on x_test[:6] there
+    assert big["TV2 + alpha"] < big["no prior"], big
+    assert extreme["TV2 + alpha"] < extreme["TV2 only"] - 0.03, extreme
