@@ -16,6 +16,10 @@ MATHJAX_URL := mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe,local/b
 # The book's HTML: JupyterLab's template plus figure alt text (tools/nbconvert/book), local math.
 HTML_OPTS := --template book --TemplateExporter.extra_template_basedirs=tools/nbconvert \
 	--HTMLExporter.mathjax_url="$(MATHJAX_URL)"
+# The slides: every script local (tools/vendor, copied next to them by book_tools.py assets).
+SLIDES_OPTS := --SlidesExporter.reveal_url_prefix=reveal.js --SlidesExporter.reveal_theme=white \
+	--SlidesExporter.reveal_scroll=True --SlidesExporter.mathjax_url="$(MATHJAX_URL)" \
+	--SlidesExporter.require_js_url=requirejs/require.js --SlidesExporter.jquery_url=jquery/jquery.min.js
 NBVAL := --nbval-lax --nbval-current-env --nbval-cell-timeout=1800 -p no:cacheprovider
 
 .PHONY: setup setup-gpu lab book slides claims test test-unit test-notebooks test-full weights lint format strip clean
@@ -94,8 +98,7 @@ slides: setup
 		test -f "build/$$(basename $$nb)" || { CNN_UTILS_FAST=$(FAST) $(BIN)/jupyter nbconvert \
 			--to notebook --execute --ExecutePreprocessor.timeout=-1 --output-dir build "$$nb" \
 			&& $(BIN)/python tools/book_tools.py clean-progress "build/$$(basename $$nb)"; }; \
-		$(BIN)/jupyter nbconvert --to slides --SlidesExporter.reveal_url_prefix=reveal.js \
-			--SlidesExporter.reveal_theme=white --SlidesExporter.reveal_scroll=True --SlidesExporter.mathjax_url="$(MATHJAX_URL)" \
+		$(BIN)/jupyter nbconvert --to slides $(SLIDES_OPTS) \
 			--output-dir build/slides "build/$$(basename $$nb)"; \
 	done
 	$(BIN)/python tools/book_tools.py assets build/slides

@@ -104,3 +104,31 @@ def test_tensorflow_startup_log_is_dropped_from_stderr_only(tmp_path):
     stderr, stdout = json.loads(path.read_text())["cells"][0]["outputs"]
     assert stderr["text"].strip() == "UserWarning: a real warning stays"  # kept, not dropped
     assert stdout["text"] == log
+
+
+def test_slides_load_no_script_from_the_network(tmp_path):
+    """The Makefile's slide options make every <script src> local (offline lecture hall)."""
+    import re
+    import shlex
+
+    import nbformat
+    from nbconvert import SlidesExporter
+    from traitlets.config import Config
+
+    makefile = (TOOLS.parent / "Makefile").read_text()
+    block = re.search(r"^SLIDES_OPTS := (.*?)(?<!\\)\n", makefile, re.M | re.S).group(1)
+    mathjax = re.search(r'^MATHJAX_URL := (.*)$', makefile, re.M).group(1)
+    block = block.replace("\\\n", " ").replace("$(MATHJAX_URL)", mathjax)
+    config = Config()
+    for option in shlex.split(block):
+        key, value = option.removeprefix("--SlidesExporter.").split("=", 1)
+        config.SlidesExporter[key] = value == "True" if value in ("True", "False") else value
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Title")])
+    html, _ = SlidesExporter(config=config).from_notebook_node(nb)
+    sources = re.findall(r'<script[^>]*\bsrc="([^"]+)"', html)
+    assert sources, "the slides load no script at all?"
+    assert not [s for s in sources if re.match(r"(https?:)?//", s)], sources
+    # ... and book_tools.py assets copies each of them next to the slides.
+    book_tools.copy_assets(tmp_path)
+    for source in sources:
+        assert (tmp_path / source.split("?")[0]).exists(), source

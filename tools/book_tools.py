@@ -151,8 +151,12 @@ def copy_assets(build: Path) -> None:
     local = build / "mathjax" / "config" / "local"
     local.mkdir(parents=True, exist_ok=True)
     (local / "book.js").write_text(_MATHJAX_LOCAL_CONFIG, encoding="utf-8")
-    vendor = Path(__file__).parent / "vendor" / "reveal.js"
-    shutil.copytree(vendor, build / REVEAL_PREFIX, dirs_exist_ok=True)
+    vendor = Path(__file__).parent / "vendor"
+    shutil.copytree(vendor / "reveal.js", build / REVEAL_PREFIX, dirs_exist_ok=True)
+    # The slides template loads reveal.js through RequireJS and uses jQuery: local copies, or a
+    # page opened offline stays blank.
+    for name in ("requirejs", "jquery"):
+        shutil.copytree(vendor / name, build / name, dirs_exist_ok=True)
 
 
 def main(argv: list[str]) -> int:

@@ -21,6 +21,7 @@ from cnn_utils import training
 
 
 def collect(cache_folder: Path, mode: str) -> int:
+    """Ship every model of ``cache_folder`` as ``mode``; then check; the exit code."""
     table = training.ship_cached_models(cache_folder, mode)
     for stem, entry in table.items():
         if entry["mode"] == mode:
@@ -31,6 +32,7 @@ def collect(cache_folder: Path, mode: str) -> int:
 
 
 def check() -> int:
+    """Check the shipped files against the manifest and the budget; the exit code."""
     table = training._manifest(training.SHIPPED_DIR)
     total, problems = 0, []
     for stem, entry in table.items():
@@ -48,6 +50,7 @@ def check() -> int:
 
 
 def main() -> int:
+    """Parse the command line and run a subcommand."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     one = sub.add_parser("collect", help="ship every model of a cache folder")
