@@ -117,7 +117,7 @@ def test_slides_load_no_script_from_the_network(tmp_path):
 
     makefile = (TOOLS.parent / "Makefile").read_text()
     block = re.search(r"^SLIDES_OPTS := (.*?)(?<!\\)\n", makefile, re.M | re.S).group(1)
-    mathjax = re.search(r'^MATHJAX_URL := (.*)$', makefile, re.M).group(1)
+    mathjax = re.search(r"^MATHJAX_URL := (.*)$", makefile, re.M).group(1)
     block = block.replace("\\\n", " ").replace("$(MATHJAX_URL)", mathjax)
     config = Config()
     for option in shlex.split(block):

@@ -4,7 +4,7 @@ import warnings
 
 import numpy as np
 import pytest
-from test_training import X, Recipe
+from test_training import Recipe, X
 
 from cnn_utils import config, data, training
 
@@ -152,4 +152,3 @@ def test_shipped_course_model_is_current_and_reaches_its_notebook_accuracy(name,
     assert abs(accuracy - info["test_accuracy"]) < 0.03  # the record tells the truth
     _, evaluated = model.evaluate(ds.x_test, ds.y_test, verbose=0, batch_size=500)
     assert evaluated == pytest.approx(accuracy, abs=1e-6)  # compiled with metrics=["accuracy"]
-
