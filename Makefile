@@ -50,7 +50,7 @@ test: setup
 # The notebooks' thin margins re-measured over seeds and other test subsets (minutes).
 claims: setup
 	CNN_UTILS_CLAIMS=1 CNN_UTILS_FAST=1 $(BIN)/python -m pytest -s tests/test_nb0103_claims.py \
-		tests/test_nb05_claims.py tests/test_nb06_claims.py
+		tests/test_nb04_claims.py tests/test_nb05_claims.py tests/test_nb06_claims.py
 
 # Retrain the models the notebooks load and ship them (cnn_utils/shipped/, hash-pinned):
 # every notebook runs with an empty cache and the shipped weights off, then the cache is
