@@ -39,11 +39,34 @@ NBVAL = ["--nbval-lax", "--nbval-current-env", "-p", "no:cacheprovider", "-q"]
 MARK = "**Time**"
 
 
-def run(notebook: Path, env: dict) -> tuple[float, bool]:
+def section_seconds(notebook: Path, junit: Path) -> dict[str, float]:
+    """Seconds to run each numbered section from its heading: the setup cells plus its own."""
+    import importlib.util
+    import xml.etree.ElementTree as ET
+
+    spec = importlib.util.spec_from_file_location("jump_in", ROOT / "tools" / "jump_in.py")
+    jump_in = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(jump_in)
+    cell_seconds = {}
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        name = case.get("name", "")
+        if name.startswith("Cell "):
+            cell_seconds[int(name.split()[1])] = float(case.get("time", 0.0))
+    parts, first = [], 0
+    for title, sources in jump_in.sections(notebook):
+        cells = range(first, first + len(sources))
+        parts.append((title, sum(cell_seconds.get(i, 0.0) for i in cells)))
+        first += len(sources)
+    setup = parts[0][1]
+    return {title: round(setup + seconds, 1) for title, seconds in parts[1:]}
+
+
+def run(notebook: Path, env: dict, junit: Path | None = None) -> tuple[float, bool]:
     """Seconds for nbval to run one notebook, and whether it passed."""
     start = time.perf_counter()
+    extra = [f"--junitxml={junit}"] if junit is not None else []
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", str(notebook), *NBVAL],
+        [sys.executable, "-m", "pytest", str(notebook), *NBVAL, *extra],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -66,8 +89,11 @@ def measure(mode: str, state: str, notebooks: list[Path]) -> dict:
             if state in ("fresh", "cold"):
                 env["CNN_UTILS_CACHE"] = str(Path(scratch) / "cache")
             env["CNN_UTILS_SHIPPED"] = "0" if state == "cold" else "1"
-            seconds, passed = run(notebook, env)
-        times[notebook.name] = {"seconds": round(seconds, 1), "passed": passed}
+            junit = Path(scratch) / "junit.xml"
+            seconds, passed = run(notebook, env, junit)
+            times[notebook.name] = {"seconds": round(seconds, 1), "passed": passed}
+            if state == "warm" and junit.exists():
+                times[notebook.name]["sections"] = section_seconds(notebook, junit)
         print(f"{mode:>4} {state:>5} {notebook.name:<40} {seconds:7.1f} s  passed={passed}")
     return times
 
@@ -86,13 +112,21 @@ def write_cells(results: dict) -> None:
             entry = results.get(mode, {}).get(state, {}).get("times", {}).get(name)
             return entry["seconds"] if entry and entry["passed"] else None
 
+        def part(seconds, what):
+            return f"{_fmt(seconds)} {what}" if seconds is not None else f"not measured {what}"
+
         line = (
-            f"{MARK} on a 2-core laptop-class CPU, measured by `benchmarks/notebook_times.py`: "
-            f"FAST mode (`CNN_UTILS_FAST=1`) {_fmt(get('fast', 'warm'))} with the models "
-            f"cached, {_fmt(get('fast', 'fresh'))} on a fresh clone (shipped weights), "
-            f"{_fmt(get('fast', 'cold'))} training every model it uses from scratch; default "
-            f"mode {_fmt(get('full', 'warm'))} with the models cached, "
-            f"{_fmt(get('full', 'cold'))} from scratch."
+            f"{MARK} (2-core CPU, measured by `benchmarks/notebook_times.py`). FAST mode "
+            f"(`CNN_UTILS_FAST=1`): {part(get('fast', 'warm'), 'with the models cached')} · "
+            f"{part(get('fast', 'fresh'), 'on a fresh clone (shipped weights)')} · "
+            f"{part(get('fast', 'cold'), 'training every model it uses from scratch')}. "
+            "Default mode: "
+            + (
+                f"{_fmt(get('full', 'warm'))} with the models cached."
+                if get("full", "warm") is not None
+                else "not measured on this CPU yet; on first use it trains the full-size "
+                "models it needs (the README's table says which)."
+            )
         )
         nb = nbformat.read(path, as_version=4)
         cell = nb.cells[0]
