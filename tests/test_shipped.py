@@ -152,3 +152,25 @@ def test_shipped_course_model_is_current_and_reaches_its_notebook_accuracy(name,
     assert abs(accuracy - info["test_accuracy"]) < 0.03  # the record tells the truth
     _, evaluated = model.evaluate(ds.x_test, ds.y_test, verbose=0, batch_size=500)
     assert evaluated == pytest.approx(accuracy, abs=1e-6)  # compiled with metrics=["accuracy"]
+
+
+FULL_ACCURACY = {"small_cnn": 0.91, "resnet": 0.92}  # notebook 01 and notebook 03, full mode
+
+
+@pytest.mark.parametrize("name", sorted(FULL_ACCURACY))
+def test_shipped_full_mode_model_is_current_and_reaches_its_notebook_accuracy(name, monkeypatch):
+    """Full-mode weights, where shipped: current key, and the accuracy the notebook asserts."""
+    full = {e["info"]["name"]: e for e in MANIFEST.values() if e["mode"] == "full"}
+    if name not in full:
+        pytest.skip(f"no full-mode weights shipped for {name!r}")
+    monkeypatch.setattr(config, "FAST", False)
+    settings = training.trained_settings(name)
+    assert full[name]["key"] == settings["key"], (
+        f"the shipped full-mode weights of {name!r} are stale: run `make weights`"
+    )
+    monkeypatch.setenv("CNN_UTILS_SHIPPED", "1")
+    model, info = training.trained(name, verbose=0, return_info=True)
+    assert info["shipped"] is True
+    ds = data.load_dataset(settings["dataset"], subset=1, test_subset=2000, seed=1)
+    accuracy = float(np.mean(np.argmax(model.predict(ds.x_test, verbose=0), 1) == ds.y_test))
+    assert accuracy >= FULL_ACCURACY[name], (name, accuracy)
