@@ -484,7 +484,7 @@ def deconvnet(model: keras.Model, x, class_index, *, normalize: bool = True) -> 
 def guided_grad_cam(
     model: keras.Model, x, class_index, layer_name: str | None = None, *, normalize: bool = True
 ) -> np.ndarray:
-    """Guided Grad-CAM (Selvaraju et al. 2017, sec. 3.1): guided backprop times Grad-CAM.
+    """Guided Grad-CAM (Selvaraju et al. 2017): guided backprop times Grad-CAM.
 
     Grad-CAM is class-discriminative but coarse, guided backpropagation is fine but hardly
     class-discriminative; their pixel-wise product (Grad-CAM upsampled to the input) is both.
