@@ -813,7 +813,7 @@ def _recipes() -> dict[str, dict]:
                 name="googlenet_small",
             ),  # fmt: skip
             "fast": (6_000, 2),
-            "full": (None, 12),
+            "full": (None, 6),
             "batch_size": 64,
             "learning_rate": 2e-3,
             "validation_split": 0.0,
