@@ -109,9 +109,11 @@ lint: setup
 format: setup
 	$(BIN)/ruff format cnn_utils tests benchmarks tools
 
-# Remove outputs and execution counts before committing a notebook; set its slide metadata.
+# Remove outputs and execution counts before committing a notebook; set its slide metadata and
+# its Colab install cell and link (tools/colab.py; the link needs [project.urls] Repository).
 strip: setup
 	$(BIN)/jupyter nbconvert --clear-output --inplace $(NOTEBOOKS) $(SOLUTIONS)
+	$(BIN)/python tools/colab.py write
 	$(BIN)/python tools/slides.py $(NOTEBOOKS)
 
 clean:

@@ -16,7 +16,13 @@ from pathlib import Path
 
 
 def slide_type(cell: dict) -> str:
-    """The reveal.js slide type of a cell: "slide", "subslide" or "-" (same slide)."""
+    """The reveal.js slide type of a cell: "slide", "subslide", "-" (same slide) or "skip".
+
+    The Colab install cell (tagged ``colab-install``, see tools/colab.py) is skipped: it does
+    nothing outside Colab and has no place in a lecture.
+    """
+    if "colab-install" in cell.get("metadata", {}).get("tags", []):
+        return "skip"
     if cell.get("cell_type") != "markdown":
         return "-"
     first = "".join(cell.get("source", "")).lstrip().split("\n", 1)[0]
