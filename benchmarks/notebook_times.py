@@ -92,7 +92,7 @@ def measure(mode: str, state: str, notebooks: list[Path]) -> dict:
             junit = Path(scratch) / "junit.xml"
             seconds, passed = run(notebook, env, junit)
             times[notebook.name] = {"seconds": round(seconds, 1), "passed": passed}
-            if state == "warm" and junit.exists():
+            if junit.exists():  # seconds per section when jumping in
                 times[notebook.name]["sections"] = section_seconds(notebook, junit)
         print(f"{mode:>4} {state:>5} {notebook.name:<40} {seconds:7.1f} s  passed={passed}")
     return times
@@ -122,19 +122,27 @@ def write_cells(results: dict) -> None:
             f"{part(get('fast', 'cold'), 'training every model it uses from scratch')}. "
             "Default mode: "
             + (
-                f"{_fmt(get('full', 'warm'))} with the models cached."
-                if get("full", "warm") is not None
-                else "not measured on this CPU yet; on first use it trains the full-size "
-                "models it needs (the README's table says which)."
+                f"{part(get('full', 'fresh'), 'on a fresh clone (shipped weights)')}"
+                + (
+                    f" · {_fmt(get('full', 'warm'))} with the models cached"
+                    if get("full", "warm") is not None
+                    else ""
+                )
+                + "; training its models from scratch instead takes the training times the "
+                "README lists (`cnn_utils/shipped/manifest.json`)."
+                if get("full", "fresh") is not None
+                else "not measured on this CPU yet."
             )
         )
         nb = nbformat.read(path, as_version=4)
         cell = nb.cells[0]
         text = "".join(cell["source"])
         lines = [x for x in text.split("\n") if not x.startswith(MARK)]
+        link = [x for x in lines if x.startswith("[Open in Colab]")]  # stays last (tools/colab.py)
+        lines = [x for x in lines if x not in link]
         while lines and lines[-1] == "":
             lines.pop()
-        cell["source"] = "\n".join([*lines, "", line])
+        cell["source"] = "\n".join([*lines, "", line, *(["", *link] if link else [])])
         nbformat.write(nb, path)
 
 
