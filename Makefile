@@ -75,12 +75,12 @@ test-full: setup
 
 # Execute every notebook into build/ (executed .ipynb + HTML) and write build/index.html.
 # Progress bars are stored as one line per epoch; math (MathJax) is copied next to the pages,
-# so the book reads offline.
+# so the book reads offline. CNN_UTILS_WIDGETS=0: a static page shows each widget's static twin.
 book: setup
 	mkdir -p build
 	set -e; for nb in $(NOTEBOOKS); do \
 		echo "== $$nb (CNN_UTILS_FAST=$(FAST))"; \
-		CNN_UTILS_FAST=$(FAST) $(BIN)/jupyter nbconvert --to notebook --execute \
+		CNN_UTILS_FAST=$(FAST) CNN_UTILS_WIDGETS=0 $(BIN)/jupyter nbconvert --to notebook --execute \
 			--ExecutePreprocessor.timeout=-1 --output-dir build "$$nb"; \
 		$(BIN)/python tools/book_tools.py clean-progress "build/$$(basename $$nb)"; \
 		$(BIN)/jupyter nbconvert --to html $(HTML_OPTS) --output-dir build "build/$$(basename $$nb)"; \
@@ -95,7 +95,7 @@ book: setup
 slides: setup
 	mkdir -p build/slides
 	set -e; for nb in $(NOTEBOOKS); do \
-		test -f "build/$$(basename $$nb)" || { CNN_UTILS_FAST=$(FAST) $(BIN)/jupyter nbconvert \
+		test -f "build/$$(basename $$nb)" || { CNN_UTILS_FAST=$(FAST) CNN_UTILS_WIDGETS=0 $(BIN)/jupyter nbconvert \
 			--to notebook --execute --ExecutePreprocessor.timeout=-1 --output-dir build "$$nb" \
 			&& $(BIN)/python tools/book_tools.py clean-progress "build/$$(basename $$nb)"; }; \
 		$(BIN)/jupyter nbconvert --to slides $(SLIDES_OPTS) \

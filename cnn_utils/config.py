@@ -116,6 +116,20 @@ def use_shipped() -> bool:
     return True if value is None else _parse_flag("CNN_UTILS_SHIPPED", value)
 
 
+def use_widgets() -> bool:
+    """Whether the notebooks' live controls (``ipywidgets``) are shown after their static twins.
+
+    True unless ``CNN_UTILS_WIDGETS`` is false (``0``, ``false``, ``no``, ``off``). ``make book``
+    and ``make slides`` set it to 0: a static page has no widget front-end, so it shows the
+    static twin alone. Read on every call.
+
+    Raises:
+        ValueError: ``CNN_UTILS_WIDGETS`` set to a value that is neither true nor false.
+    """
+    value = os.environ.get("CNN_UTILS_WIDGETS")
+    return True if value is None else _parse_flag("CNN_UTILS_WIDGETS", value)
+
+
 def keras_home() -> Path:
     """Return the folder where Keras caches downloads: ``$KERAS_HOME`` or ``~/.keras``.
 

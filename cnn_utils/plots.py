@@ -16,6 +16,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from cnn_utils import config
+
 
 def _as_images(images) -> np.ndarray:
     array = np.asarray(images, dtype=np.float32)
@@ -607,6 +609,72 @@ def plot_adversarial_examples(
         fig.suptitle(suptitle)
     fig.tight_layout()
     return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Live controls after their static twins
+# ---------------------------------------------------------------------------------------------
+
+
+def live_control(function, **controls):
+    """An ``ipywidgets.interact`` control for a figure function, or ``None`` where none can show.
+
+    The notebooks draw every widget's *static twin* first (the same function called for a few
+    fixed values, a figure that any rendering shows: nbconvert HTML, GitHub, slides); this adds
+    the live control after it. No control is made when ``ipywidgets`` is not installed, when no
+    IPython kernel is running (a plain script), or when ``CNN_UTILS_WIDGETS=0`` (``make book``:
+    a static page has no widget front-end); the function then says in one line that the figure
+    above is the static twin.
+
+    Only the named controls appear: every other parameter of ``function`` keeps its default.
+
+    Args:
+        function: Draws one figure from keyword arguments (e.g. ``epsilon=0.1``).
+        **controls: One per parameter to control: a list or tuple of values (a slider over
+            them, starting at the first), or any ``ipywidgets`` widget.
+
+    Returns:
+        The ``ipywidgets`` interactive object, or ``None``.
+
+    Raises:
+        ValueError: ``function`` is not callable, or no control was given.
+    """
+    if not callable(function):
+        raise ValueError(f"function must be callable. Received: function={function!r}")
+    if not controls:
+        raise ValueError("live_control needs at least one control, e.g. epsilon=[0.1, 0.2]")
+    for name, value in controls.items():
+        if isinstance(value, (list, tuple)) and not value:
+            raise ValueError(f"{name} must list at least one value. Received: {name}={value!r}")
+    reason = None
+    try:
+        import ipywidgets
+    except ImportError:
+        ipywidgets, reason = None, "ipywidgets is not installed"
+    if reason is None and not config.use_widgets():
+        reason = "CNN_UTILS_WIDGETS=0"
+    if reason is None:
+        try:
+            from IPython import get_ipython
+        except ImportError:
+            get_ipython = None
+        if get_ipython is None or get_ipython() is None:
+            reason = "no Jupyter kernel"
+    if reason is not None:
+        print(f"(no live control: {reason}; the figure above is its static twin)")
+        return None
+    import inspect
+
+    widgets = {
+        name: ipywidgets.SelectionSlider(options=list(value), value=value[0], description=name)
+        if isinstance(value, (list, tuple))
+        else value
+        for name, value in controls.items()
+    }
+    for name, parameter in inspect.signature(function).parameters.items():
+        if name not in widgets and parameter.default is not inspect.Parameter.empty:
+            widgets[name] = ipywidgets.fixed(parameter.default)
+    return ipywidgets.interact(function, **widgets)
 
 
 # ---------------------------------------------------------------------------------------------

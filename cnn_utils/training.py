@@ -384,17 +384,21 @@ def _from_shipped(model: keras.Model, stem: str, key: str) -> dict | None:
     return {**entry["info"], "shipped": True}
 
 
-def ship_cached_models(cache_folder, mode: str, folder: Path | None = None) -> dict:
+def ship_cached_models(
+    cache_folder, mode: str, folder: Path | None = None, *, keep: bool = False
+) -> dict:
     """Ship every valid model of a cache folder: weights, hash and key in the manifest.
 
     Used by ``make weights`` (``tools/weights.py``) after the notebooks have trained their
     models into an empty cache. Entries of the same ``mode`` that the cache folder does not
-    hold are removed, so the manifest lists exactly what the notebooks load.
+    hold are removed, so the manifest lists exactly what the notebooks load; with ``keep``
+    they stay (to ship one model more, trained alone).
 
     Args:
         cache_folder: A cache folder written by :func:`cached_model`.
         mode: ``"fast"`` or ``"full"``: which notebook mode trained these models.
         folder: Where to write (default :data:`SHIPPED_DIR`).
+        keep: Keep the shipped entries of ``mode`` that ``cache_folder`` does not hold.
 
     Returns:
         The manifest's ``models`` table after the update.
@@ -416,7 +420,7 @@ def ship_cached_models(cache_folder, mode: str, folder: Path | None = None) -> d
     if not found:
         raise ValueError(f"cache_folder holds no cached models. Received: {cache_folder}")
     folder.mkdir(parents=True, exist_ok=True)
-    table = {k: v for k, v in _manifest(folder).items() if v.get("mode") != mode}
+    table = {k: v for k, v in _manifest(folder).items() if keep or v.get("mode") != mode}
     for old in folder.glob("*.weights.h5"):
         if old.name not in {entry["file"] for entry in table.values()}:
             old.unlink()

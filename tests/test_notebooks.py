@@ -73,3 +73,20 @@ def test_exercises_have_skeletons_checks_and_proven_solutions(path):
     asserted = {f"{m}(" for m in re.findall(r"assert (ex\d\d\.[a-z_0-9]+)\(", solved)}
     unproven = student_checks - asserted
     assert not unproven, f"{solution.name}: assert these checks .correct: {sorted(unproven)}"
+
+
+@pytest.mark.parametrize("path", ALL, ids=lambda p: p.name)
+def test_every_widget_comes_after_its_static_twin(path):
+    # A live control goes through plots.live_control (which leaves it out where no front-end
+    # can show it), and the same cell or the one before it draws the static twin.
+    cells = [c for c in _cells(path) if c["cell_type"] == "code"]
+    for index, cell in enumerate(cells):
+        source = _source(cell)
+        assert "import ipywidgets" not in source, f"{path.name}: use plots.live_control"
+        if "plots.live_control(" in source:
+            before = source[: source.index("plots.live_control(")]
+            if index:
+                before = _source(cells[index - 1]) + before
+            assert re.search(r"plt\.show\(\)|plots\.\w+\(", before), (
+                f"{path.name}: plots.live_control with no static twin drawn before it"
+            )

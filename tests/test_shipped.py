@@ -96,6 +96,14 @@ def test_ship_replaces_only_its_mode_and_checks_the_budget(tmp_path, monkeypatch
         training.ship_cached_models(tmp_path / "scratch_cache", "medium", shipped_folder)
     with pytest.raises(ValueError, match="no cached models"):
         training.ship_cached_models(tmp_path / "nothing", "fast", shipped_folder)
+    other = tmp_path / "other_cache"  # one more model, trained alone
+    monkeypatch.setenv("CNN_UTILS_CACHE", str(other))
+    Recipe(learning_rate=5e-3)()
+    added = training.ship_cached_models(other, "full", shipped_folder, keep=True)
+    assert stem in added and len(added) == 2  # kept
+    replaced = training.ship_cached_models(other, "full", shipped_folder)
+    assert stem not in replaced and len(replaced) == 1  # the mode's other entries removed
+    assert len(list(shipped_folder.glob("*.weights.h5"))) == 1
     monkeypatch.setattr(training, "SHIPPED_BUDGET_BYTES", 10)
     with pytest.raises(ValueError, match="over the budget"):
         training.ship_cached_models(tmp_path / "scratch_cache", "fast", shipped_folder)

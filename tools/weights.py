@@ -3,6 +3,7 @@
 Usage::
 
     python tools/weights.py collect CACHE_FOLDER --mode fast|full   # ship what the cache holds
+    python tools/weights.py collect CACHE_FOLDER --mode full --add  # ...keeping the others
     python tools/weights.py check                                   # hashes, sizes, budget
 
 ``make weights`` (``FAST=1`` for the FAST set) runs every notebook with an empty cache folder
@@ -20,9 +21,9 @@ from pathlib import Path
 from cnn_utils import training
 
 
-def collect(cache_folder: Path, mode: str) -> int:
+def collect(cache_folder: Path, mode: str, add: bool = False) -> int:
     """Ship every model of ``cache_folder`` as ``mode``; then check; the exit code."""
-    table = training.ship_cached_models(cache_folder, mode)
+    table = training.ship_cached_models(cache_folder, mode, keep=add)
     for stem, entry in table.items():
         if entry["mode"] == mode:
             accuracy = entry["info"].get("test_accuracy")
@@ -56,10 +57,13 @@ def main() -> int:
     one = sub.add_parser("collect", help="ship every model of a cache folder")
     one.add_argument("cache_folder", type=Path)
     one.add_argument("--mode", choices=("fast", "full"), required=True)
+    one.add_argument(
+        "--add", action="store_true", help="keep the shipped models the folder does not hold"
+    )
     sub.add_parser("check", help="check the shipped files against the manifest")
     args = parser.parse_args()
     if args.command == "collect":
-        return collect(args.cache_folder, args.mode)
+        return collect(args.cache_folder, args.mode, args.add)
     return check()
 
 
