@@ -168,10 +168,9 @@ FULL_ACCURACY = {"small_cnn": 0.91, "resnet": 0.92, "googlenet": 0.5}
 
 @pytest.mark.parametrize("name", sorted(FULL_ACCURACY))
 def test_shipped_full_mode_model_is_current_and_reaches_its_notebook_accuracy(name, monkeypatch):
-    """Full-mode weights, where shipped: current key, and the accuracy the notebook asserts."""
+    """Full-mode weights are shipped, current, and reach the accuracy the notebook asserts."""
     full = {e["info"]["name"]: e for e in MANIFEST.values() if e["mode"] == "full"}
-    if name not in full:
-        pytest.skip(f"no full-mode weights shipped for {name!r}")
+    assert name in full, f"no full-mode weights shipped for {name!r}: run `make weights`"
     monkeypatch.setattr(config, "FAST", False)
     settings = training.trained_settings(name)
     assert full[name]["key"] == settings["key"], (
@@ -206,8 +205,7 @@ def test_notebook_06_default_mode_loads_its_models_without_training(monkeypatch)
     cache key) shows here instead of as an hour of training in a lecture.
     """
     full = [e for e in MANIFEST.values() if e["mode"] == "full" and "nb06" in e["info"]["name"]]
-    if not full:
-        pytest.skip("no full-mode weights shipped for notebook 06")
+    assert len(full) == 4, "notebook 06's four full-mode models are not all shipped"
     import keras
 
     def no_training(*args, **kwargs):
