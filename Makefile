@@ -14,10 +14,12 @@ NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 SOLUTIONS := $(sort $(wildcard notebooks/solutions/[0-9][0-9]_*_solutions.ipynb))
 MATHJAX_URL := mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe,local/book
 # The book's HTML: JupyterLab's template plus figure alt text (tools/nbconvert/book), local math.
-HTML_OPTS := --template book --TemplateExporter.extra_template_basedirs=tools/nbconvert \
-	--HTMLExporter.mathjax_url="$(MATHJAX_URL)"
-# The slides: every script local (tools/vendor, copied next to them by book_tools.py assets).
-SLIDES_OPTS := --SlidesExporter.reveal_url_prefix=reveal.js --SlidesExporter.reveal_theme=white \
+TEMPLATES := --TemplateExporter.extra_template_basedirs=tools/nbconvert \
+	--TemplateExporter.extra_template_paths=tools/nbconvert
+HTML_OPTS := --template book $(TEMPLATES) --HTMLExporter.mathjax_url="$(MATHJAX_URL)"
+# The slides: reveal.js plus figure alt text (tools/nbconvert/slides); every script local
+# (tools/vendor, copied next to them by book_tools.py assets).
+SLIDES_OPTS := --template slides $(TEMPLATES) --SlidesExporter.reveal_url_prefix=reveal.js --SlidesExporter.reveal_theme=white \
 	--SlidesExporter.reveal_scroll=True --SlidesExporter.mathjax_url="$(MATHJAX_URL)" \
 	--SlidesExporter.require_js_url=requirejs/require.js --SlidesExporter.jquery_url=jquery/jquery.min.js
 NBVAL := --nbval-lax --nbval-current-env --nbval-cell-timeout=1800 -p no:cacheprovider
@@ -101,6 +103,7 @@ slides: setup
 		$(BIN)/jupyter nbconvert --to slides $(SLIDES_OPTS) \
 			--output-dir build/slides "build/$$(basename $$nb)"; \
 	done
+	$(BIN)/python tools/book_tools.py check-alt $(addprefix build/slides/,$(notdir $(NOTEBOOKS:.ipynb=.slides.html)))
 	$(BIN)/python tools/book_tools.py assets build/slides
 
 lint: setup

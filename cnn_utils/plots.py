@@ -661,7 +661,10 @@ def live_control(function, **controls):
         if get_ipython is None or get_ipython() is None:
             reason = "no Jupyter kernel"
     if reason is not None:
-        print(f"(no live control: {reason}; the figure above is its static twin)")
+        print(
+            f"The live control runs in a Jupyter notebook ({reason}): "
+            "the figure above is its static twin."
+        )
         return None
     import inspect
 

@@ -116,15 +116,36 @@ def test_slides_load_no_script_from_the_network(tmp_path):
     from traitlets.config import Config
 
     makefile = (TOOLS.parent / "Makefile").read_text()
-    block = re.search(r"^SLIDES_OPTS := (.*?)(?<!\\)\n", makefile, re.M | re.S).group(1)
-    mathjax = re.search(r"^MATHJAX_URL := (.*)$", makefile, re.M).group(1)
-    block = block.replace("\\\n", " ").replace("$(MATHJAX_URL)", mathjax)
+
+    def variable(name):
+        block = re.search(rf"^{name} := (.*?)(?<!\\)\n", makefile, re.M | re.S).group(1)
+        return block.replace("\\\n", " ")
+
+    block = variable("SLIDES_OPTS").replace("$(TEMPLATES)", variable("TEMPLATES"))
+    block = block.replace("$(MATHJAX_URL)", variable("MATHJAX_URL"))
     config = Config()
-    for option in shlex.split(block):
-        key, value = option.removeprefix("--SlidesExporter.").split("=", 1)
-        config.SlidesExporter[key] = value == "True" if value in ("True", "False") else value
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Title")])
+    options = shlex.split(block)
+    for option, value in zip(options, options[1:], strict=False):
+        if option == "--template":  # the slides' own template (alt text on every figure)
+            config.SlidesExporter.template_name = value
+    for option in options:
+        if option.startswith("--TemplateExporter."):  # template folders, from the repo root
+            key, value = option.removeprefix("--TemplateExporter.").split("=", 1)
+            config.TemplateExporter[key] = [str(TOOLS.parent / value)]
+        elif option.startswith("--SlidesExporter."):
+            key, value = option.removeprefix("--SlidesExporter.").split("=", 1)
+            config.SlidesExporter[key] = value == "True" if value in ("True", "False") else value
+    figure = nbformat.v4.new_code_cell("plt.show()")
+    figure.outputs = [
+        nbformat.v4.new_output(
+            "display_data",
+            data={"image/png": "iVBORw0KGgo=", "text/plain": "<Figure>"},
+            metadata={"image/png": {"alt": "Figure: a curve (1 panel)."}},
+        )
+    ]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Title"), figure])
     html, _ = SlidesExporter(config=config).from_notebook_node(nb)
+    assert 'alt="Figure: a curve (1 panel)."' in html  # the figure's alt text on the slide
     sources = re.findall(r'<script[^>]*\bsrc="([^"]+)"', html)
     assert sources, "the slides load no script at all?"
     assert not [s for s in sources if re.match(r"(https?:)?//", s)], sources
