@@ -325,3 +325,25 @@ def test_gradient_masking_checks_catch_a_masked_model(trained):
         masked, x, y, 0.15, source_model=model, num_steps=10, epsilons=[0.0, 0.15, 1.0]
     )
     assert not table["passed"].dropna().all(), table
+
+
+def test_transfer_summary_averages_the_diagonal_and_the_rest():
+    import pandas as pd
+
+    names = ["a", "b", "c"]
+    frame = pd.DataFrame(
+        [[0.9, 0.3, 0.1], [0.2, 0.8, 0.4], [0.0, 0.6, 1.0]], index=names, columns=names
+    )
+    other = pd.DataFrame([[1.0, 0.0], [0.5, 0.5]], index=names[:2], columns=names[:2])
+    summary = robustness.transfer_summary({"x": frame, "y": other})
+    assert list(summary.columns) == ["x", "y"]
+    assert summary.loc["white-box success", "x"] == pytest.approx(0.9)
+    assert summary.loc["transfer success", "x"] == pytest.approx(1.6 / 6)
+    assert summary.loc["white-box success", "y"] == pytest.approx(0.75)
+    assert summary.loc["transfer success", "y"] == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="non-empty"):
+        robustness.transfer_summary({})
+    with pytest.raises(ValueError, match=r"matrices\['z'\] must be a square"):
+        robustness.transfer_summary({"z": frame.iloc[:2]})
+    with pytest.raises(ValueError, match="same models"):
+        robustness.transfer_summary({"z": frame.set_axis(["c", "b", "a"], axis=0)})
