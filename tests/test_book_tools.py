@@ -153,3 +153,15 @@ def test_slides_load_no_script_from_the_network(tmp_path):
     book_tools.copy_assets(tmp_path)
     for source in sources:
         assert (tmp_path / source.split("?")[0]).exists(), source
+    # reveal.js itself comes through <link href> (its CSS and theme) and RequireJS (its script
+    # and plugins, as paths without ".js" or with it): every one of them is copied too.
+    links = re.findall(r'<link[^>]*\bhref="(reveal\.js/[^"]+)"', html)
+    required = re.findall(r'"(reveal\.js/[^"]+)"', html)
+    assert links and required, "the slides no longer load reveal.js from reveal.js/?"
+    for path in {*links, *required}:
+        path = path.split("?")[0]
+        found = tmp_path / path
+        assert found.exists() or found.with_name(found.name + ".js").exists(), path
+    css = (tmp_path / "reveal.js" / "dist" / "theme" / "white.css").read_text()
+    for font in re.findall(r"@import url\(([^)]+)\)", css):  # the theme's fonts, offline too
+        assert (tmp_path / "reveal.js" / "dist" / "theme" / font).exists(), font
