@@ -115,8 +115,19 @@ def write_cells(results: dict) -> None:
         def part(seconds, what):
             return f"{_fmt(seconds)} {what}" if seconds is not None else f"not measured {what}"
 
+        dates = sorted(
+            {
+                results[mode][state]["date"][:10]
+                for mode in results
+                for state in results[mode]
+                if results[mode][state]["times"].get(path.name)
+            }
+        )
+        measured = (
+            f", {dates[0]} to {dates[-1]}" if len(dates) > 1 else f", {dates[0]}" if dates else ""
+        )
         line = (
-            f"{MARK} (2-core CPU, measured by `benchmarks/notebook_times.py`). FAST mode "
+            f"{MARK} (2-core CPU{measured}, measured by `benchmarks/notebook_times.py`). FAST mode "
             f"(`CNN_UTILS_FAST=1`): {part(get('fast', 'warm'), 'with the models cached')} · "
             f"{part(get('fast', 'fresh'), 'on a fresh clone (shipped weights)')} · "
             f"{part(get('fast', 'cold'), 'training every model it uses from scratch')}. "

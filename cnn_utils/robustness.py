@@ -763,6 +763,49 @@ def transfer_matrix(
     return frame
 
 
+def transfer_summary(matrices: Mapping):
+    """White-box and transfer success of several attacks, from their ``transfer_matrix`` tables.
+
+    For each attack, the mean of the diagonal (each model attacked white-box) and the mean of
+    the off-diagonal cells (examples made on one model, classified by another).
+
+    Args:
+        matrices: Mapping from an attack's display name to its ``transfer_matrix`` result
+            (square, the same models as rows and columns, at least two models).
+
+    Returns:
+        A pandas DataFrame, index ``["white-box success", "transfer success"]``, one column per
+        attack.
+
+    Raises:
+        ValueError: No matrices, or a matrix that is not square over the same models with at
+            least two of them.
+    """
+    import pandas as pd
+
+    if not matrices:
+        raise ValueError("matrices must be a non-empty mapping of transfer_matrix results.")
+    columns = {}
+    for name, frame in matrices.items():
+        values = np.asarray(frame, dtype=float)
+        if values.ndim != 2 or values.shape[0] != values.shape[1] or values.shape[0] < 2:
+            raise ValueError(
+                f"matrices[{name!r}] must be a square transfer matrix over at least two models, "
+                f"got shape {values.shape}."
+            )
+        if list(frame.index) != list(frame.columns):
+            raise ValueError(
+                f"matrices[{name!r}] must have the same models as rows and columns, got "
+                f"{list(frame.index)} and {list(frame.columns)}."
+            )
+        off_diagonal = ~np.eye(len(values), dtype=bool)
+        columns[name] = {
+            "white-box success": float(np.diag(values).mean()),
+            "transfer success": float(values[off_diagonal].mean()),
+        }
+    return pd.DataFrame(columns)
+
+
 # ---------------------------------------------------------------------------------------------
 # Loss surface
 # ---------------------------------------------------------------------------------------------
@@ -1204,46 +1247,3 @@ def gradient_masking_checks(
         robust=robust_white,
     )
     return frame
-
-
-def transfer_summary(matrices: Mapping):
-    """White-box and transfer success of several attacks, from their ``transfer_matrix`` tables.
-
-    For each attack, the mean of the diagonal (each model attacked white-box) and the mean of
-    the off-diagonal cells (examples made on one model, classified by another).
-
-    Args:
-        matrices: Mapping from an attack's display name to its ``transfer_matrix`` result
-            (square, the same models as rows and columns, at least two models).
-
-    Returns:
-        A pandas DataFrame, index ``["white-box success", "transfer success"]``, one column per
-        attack.
-
-    Raises:
-        ValueError: No matrices, or a matrix that is not square over the same models with at
-            least two of them.
-    """
-    import pandas as pd
-
-    if not matrices:
-        raise ValueError("matrices must be a non-empty mapping of transfer_matrix results.")
-    columns = {}
-    for name, frame in matrices.items():
-        values = np.asarray(frame, dtype=float)
-        if values.ndim != 2 or values.shape[0] != values.shape[1] or values.shape[0] < 2:
-            raise ValueError(
-                f"matrices[{name!r}] must be a square transfer matrix over at least two models, "
-                f"got shape {values.shape}."
-            )
-        if list(frame.index) != list(frame.columns):
-            raise ValueError(
-                f"matrices[{name!r}] must have the same models as rows and columns, got "
-                f"{list(frame.index)} and {list(frame.columns)}."
-            )
-        off_diagonal = ~np.eye(len(values), dtype=bool)
-        columns[name] = {
-            "white-box success": float(np.diag(values).mean()),
-            "transfer success": float(values[off_diagonal].mean()),
-        }
-    return pd.DataFrame(columns)
