@@ -91,7 +91,11 @@ def measure(mode: str, state: str, notebooks: list[Path]) -> dict:
             env["CNN_UTILS_SHIPPED"] = "0" if state == "cold" else "1"
             junit = Path(scratch) / "junit.xml"
             seconds, passed = run(notebook, env, junit)
-            times[notebook.name] = {"seconds": round(seconds, 1), "passed": passed}
+            times[notebook.name] = {
+                "seconds": round(seconds, 1),
+                "passed": passed,
+                "date": datetime.now(timezone.utc).date().isoformat(),
+            }
             if junit.exists():  # seconds per section when jumping in
                 times[notebook.name]["sections"] = section_seconds(notebook, junit)
         print(f"{mode:>4} {state:>5} {notebook.name:<40} {seconds:7.1f} s  passed={passed}")
@@ -115,12 +119,12 @@ def write_cells(results: dict) -> None:
         def part(seconds, what):
             return f"{_fmt(seconds)} {what}" if seconds is not None else f"not measured {what}"
 
-        dates = sorted(
+        dates = sorted(  # an entry's own date; older entries have only their run's date
             {
-                results[mode][state]["date"][:10]
-                for mode in results
-                for state in results[mode]
-                if results[mode][state]["times"].get(path.name)
+                entry.get("date", run["date"])[:10]
+                for runs in results.values()
+                for run in runs.values()
+                if (entry := run["times"].get(path.name))
             }
         )
         measured = (
