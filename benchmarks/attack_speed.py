@@ -42,7 +42,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from cnn_utils import attacks, config, data, models, robustness  # noqa: E402
+from cnn_utils import attacks, config, data, robustness, training  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "attack_speed.json"
 
@@ -94,7 +94,7 @@ def time_all(fns: dict, repeats: int) -> dict[str, list[float]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="small_cnn", choices=models.TRAINED_MODELS)
+    parser.add_argument("--model", default="small_cnn", choices=training.TRAINED_MODELS)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=7)
@@ -103,7 +103,7 @@ def main() -> None:
     args = parser.parse_args()
 
     config.set_seed(0)
-    model = models.trained(args.model, "fashion_mnist", verbose=0)
+    model = training.trained(args.model, "fashion_mnist", verbose=0)
     ds = data.load_dataset("fashion_mnist", test_subset=args.batch_size)
     x = tf.constant(ds.x_test)
     y = tf.constant(ds.y_test.astype("int32"))

@@ -32,7 +32,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import cnn_utils  # noqa: E402
-from cnn_utils import (  # noqa: E402  # noqa: E402
+from cnn_utils import (  # noqa: E402
     attacks,
     blocks,
     config,
@@ -41,8 +41,10 @@ from cnn_utils import (  # noqa: E402  # noqa: E402
     embed,
     maximize,
     models,
+    robustness,
     saliency,
     shapes,
+    training,
 )
 
 PACKAGE_DIR = os.path.dirname(cnn_utils.__file__)
@@ -193,7 +195,7 @@ def attack_cases():
 
 
 def robustness_cases():
-    ra = attacks.robust_accuracy
+    ra = robustness.robust_accuracy
     for label, y in BAD_Y.items():
         case(
             "robustness",
@@ -222,7 +224,7 @@ def robustness_cases():
         lambda: ra(M, X, Y, None, np.int64(2), verbose=0),
         "ok",
     )
-    sweep = attacks.epsilon_sweep
+    sweep = robustness.epsilon_sweep
     for label, eps in {
         "negative": [-0.1],
         "nan": [float("nan")],
@@ -245,7 +247,7 @@ def robustness_cases():
             f"epsilon_sweep: {label}",
             lambda y=y: sweep(M, X, y, [0.1], ("fgsm",), verbose=0),
         )
-    ls = attacks.loss_surface
+    ls = robustness.loss_surface
     grid = [-0.1, 0.0, 0.1]
     for label, y in {
         "float label": 1.5,
@@ -265,7 +267,7 @@ def robustness_cases():
         "loss_surface: output does not depend on x",
         lambda: ls(constant_model(), X[0], 1, grid),
     )
-    tm = attacks.transfer_matrix
+    tm = robustness.transfer_matrix
     case("robustness", "transfer_matrix: no models", lambda: tm({}, X, Y, "fgsm", epsilon=0.1))
     for label, model in BAD_MODELS.items():
         case(
@@ -279,13 +281,16 @@ def robustness_cases():
             f"transfer_matrix: {label}",
             lambda y=y: tm({"a": M}, X, y, "fgsm", epsilon=0.1),
         )
-    lp = attacks.lp_distance
+    lp = robustness.lp_distance
     case("robustness", "lp_distance: shape mismatch", lambda: lp(X, X[:2]))
     case("robustness", "lp_distance: p=3", lambda: lp(X, X, 3))
     case("robustness", "lp_distance: p=True", lambda: lp(X, X, True))
-    case("robustness", "predict_labels: batch_size=0", lambda: attacks.predict_labels(M, X, 0))
+    case("robustness", "predict_labels: batch_size=0", lambda: robustness.predict_labels(M, X, 0))
     case(
-        "robustness", "predict_labels: softmax model", lambda: attacks.predict_labels(SOFT, X), "ok"
+        "robustness",
+        "predict_labels: softmax model",
+        lambda: robustness.predict_labels(SOFT, X),
+        "ok",
     )
 
 
@@ -568,9 +573,9 @@ def small_module_cases():
         "small_cnn(input_shape=(28, 28))": lambda: models.small_cnn((28, 28)),
         "resnet18(num_classes=0)": lambda: models.resnet18(num_classes=0),
         "googlenet(width=0)": lambda: models.googlenet(width=0),
-        "trained('nope')": lambda: models.trained("nope"),
-        "trained(epochs=0)": lambda: models.trained("small_cnn", epochs=0),
-        "trained(dataset='x')": lambda: models.trained("small_cnn", dataset="x"),
+        "trained('nope')": lambda: training.trained("nope"),
+        "trained(epochs=0)": lambda: training.trained("small_cnn", epochs=0),
+        "trained(dataset='x')": lambda: training.trained("small_cnn", dataset="x"),
     }.items():
         case("models", label, thunk)
     case("config", "set_seed(-1)", lambda: config.set_seed(-1))

@@ -1,14 +1,17 @@
 """Adversarial attacks on logits classifiers: FGSM, PGD and MIM, in the L-infinity and L2 balls.
 
-Each attack is a few lines on two primitives, :func:`steepest_step` and :func:`project`, run by
-one graph core, :func:`perturb` (a ``tf.while_loop`` without checks, so it also runs inside a
-``train_step``: :mod:`cnn_utils.defense`). The public attacks check their arguments once, as
-one :class:`AttackSettings`, and call a compiled copy of the core (per model and switch) with
-every number as a tensor, so nothing retraces between calls. Methods: FGSM (Goodfellow et al.
-2015, "Explaining and harnessing adversarial examples"), PGD (Madry et al. 2018, "Towards deep
-learning models resistant to adversarial attacks"), MIM (Dong et al. 2018, "Boosting
-adversarial attacks with momentum"). Models return logits; the loss is the cross-entropy in
-float32. Evaluation is :mod:`cnn_utils.robustness` (its names also import from here).
+One job: the lecture's attacks, in its order. First the two primitives, :func:`steepest_step`
+(the best step of a given length under a norm) and :func:`project` (back onto the ball), and
+the random start; then the loop they make, :func:`perturb`; then the attacks, each a call of
+that loop: FGSM (Goodfellow et al. 2015, "Explaining and harnessing adversarial examples"),
+PGD (Madry et al. 2018, "Towards deep learning models resistant to adversarial attacks") and
+MIM (Dong et al. 2018, "Boosting adversarial attacks with momentum"), and the noise control.
+Models return logits; the loss is the cross-entropy in float32.
+
+The plumbing is at the bottom: the arguments are checked once (``_attack_settings``), and the
+loop runs as one compiled ``tf.function`` per model and switch, with every number passed as a
+tensor, so nothing retraces between calls. Evaluating a model under attack is
+:mod:`cnn_utils.robustness`.
 """
 
 from __future__ import annotations
@@ -21,6 +24,21 @@ import tensorflow as tf
 
 from cnn_utils import _checks
 from cnn_utils._attack_settings import NORMS, TINY, AttackSettings
+
+__all__ = [
+    "ATTACKS",
+    "fgsm",
+    "loss_gradient_fn",
+    "mim",
+    "model_cache",
+    "perturb",
+    "pgd",
+    "project",
+    "random_in_ball",
+    "random_sign_noise",
+    "run_attack",
+    "steepest_step",
+]
 
 # --- The two primitives and a random start (tensors in, tensors out) -------------------------
 
@@ -69,15 +87,6 @@ def project(x_adv: tf.Tensor, x: tf.Tensor, epsilon, norm: str = "linf") -> tf.T
     raise ValueError(f"norm must be one of {NORMS}. Received: norm={norm!r}")
 
 
-def _draw(normal: bool, shape, seed) -> tf.Tensor:
-    """Standard normal or Uniform[0, 1) noise: stateful op, Generator, or stateless seed."""
-    if isinstance(seed, tf.random.Generator):
-        return seed.normal(shape) if normal else seed.uniform(shape)
-    if seed is None:
-        return tf.random.normal(shape) if normal else tf.random.uniform(shape)
-    return (tf.random.stateless_normal if normal else tf.random.stateless_uniform)(shape, seed)
-
-
 def random_in_ball(x: tf.Tensor, epsilon, norm: str = "linf", seed=None) -> tf.Tensor:
     """A perturbation ``delta`` uniform in the ball of radius ``epsilon``, shaped like ``x``.
 
@@ -106,55 +115,7 @@ def random_in_ball(x: tf.Tensor, epsilon, norm: str = "linf", seed=None) -> tf.T
     return direction * radius ** (1.0 / dims) * epsilon
 
 
-# --- The graph core ---------------------------------------------------------------------------
-
-
-def _logits(model, x: tf.Tensor) -> tf.Tensor:
-    return tf.cast(model(x, training=False), tf.float32)
-
-
-# Compiled functions per model, weakly keyed by the model (which they reach through a weak
-# reference). The gradient is marked "_noinline" so that TensorFlow runs it as a function of its
-# own instead of inlining it into the body of the tf.while_loop: inlined, every step was about
-# 1.5x slower on CPU, a gap that vanishes with TF_ENABLE_ONEDNN_OPTS=0, so a while-loop body
-# apparently misses oneDNN's graph rewrites that a function of its own gets (benchmarks/README).
-_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_COMPILED_STRONG: dict = {}  # callables that cannot be weakly referenced
-
-
-def model_cache(model) -> tuple[dict, Callable]:
-    """The dict of ``model``'s compiled functions and a callable returning the model (weakly)."""
-    try:
-        return _COMPILED.setdefault(model, {}), weakref.ref(model)
-    except TypeError:
-        return _COMPILED_STRONG.setdefault(id(model), {}), lambda: model
-
-
-def loss_gradient_fn(model: Callable) -> Callable:
-    """The compiled ``grad(x, labels) = d/dx sum_i CE(logits(x_i), labels_i)`` for ``model``.
-
-    Float32, zeros when the logits do not depend on ``x``, ``training=False``; made once per
-    model, callable eagerly or inside another ``tf.function`` (not inlined: see the source).
-    """
-    cache, ref = model_cache(model)
-    if "gradient" not in cache:
-        # A partial, not a closure: TensorFlow counts retracing per code object, and one
-        # closure per model would share the count (and warn about "retracing") across models.
-        cache["gradient"] = tf.function(
-            functools.partial(_loss_gradient, ref),
-            reduce_retracing=True,
-            experimental_attributes={"_noinline": True},
-        )
-    return cache["gradient"]
-
-
-def _loss_gradient(model_ref, x, labels):
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        logits = _logits(model_ref(), x)
-        loss = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
-    grad = tape.gradient(loss, x)
-    return tf.zeros_like(x) if grad is None else tf.cast(grad, tf.float32)
+# --- The loop of every attack ----------------------------------------------------------------
 
 
 def perturb(
@@ -183,11 +144,10 @@ def perturb(
 
     FGSM is one step of ``epsilon``; FGSM-RS (Wong et al. 2020, "Fast is better than free") adds
     a random start and a step of ``1.25 * epsilon``. Use it inside a ``tf.function`` (a Keras
-    ``train_step``, also under ``MirroredStrategy``) or the checked :func:`fgsm`, :func:`pgd`,
-    :func:`mim`. It makes no variables, calls the model with ``training=False`` through
-    :func:`loss_gradient_fn`, and returns a constant for any outer tape (call it before the
-    tape of the training loss). Nothing is checked: pass ``epsilon >= 0``, ``step_size > 0``,
-    ``num_steps >= 1``, labels in range and ``x`` inside the clip range.
+    ``train_step``, also under ``MirroredStrategy``) or through the checked :func:`fgsm`,
+    :func:`pgd`, :func:`mim`. It makes no variables, calls the model with ``training=False``,
+    and returns a constant for any outer tape. Nothing is checked: pass ``epsilon >= 0``,
+    ``step_size > 0``, ``num_steps >= 1``, labels in range and ``x`` inside the clip range.
 
     Args:
         model: ``model(x, training=False)`` returns logits (any float dtype).
@@ -240,44 +200,6 @@ def perturb(
     return tf.stop_gradient(x_adv)
 
 
-# --- One compiled copy of the core per model and switch (settings: _attack_settings) ---
-
-
-def _compiled_core(model_ref, switches, x, y, numbers):
-    norm, targeted, random_start, soft_label, momentum = switches
-    numbers = dict(numbers, decay=numbers["decay"] if momentum else None)
-    y = None if soft_label else y
-    return perturb(
-        model_ref(), x, y, norm=norm, targeted=targeted, random_start=random_start, **numbers
-    )
-
-
-def run_attack(model: Callable, x, y, settings: AttackSettings) -> tf.Tensor:
-    """Check ``model``, ``x`` and ``y`` (``ValueError``), then run ``settings``' compiled core."""
-    x = _checks.images(x, value_range=(settings.clip_value_min, settings.clip_value_max))
-    batch = int(x.shape[0])
-    if y is None and not settings.soft_label:
-        raise ValueError(
-            "y must hold the labels (the target labels when targeted=True). Received: y=None; "
-            "pass soft_label=True to attack the model's own predictions."
-        )
-    labels = tf.zeros([batch], tf.int32) if y is None else _checks.labels(y, batch)
-    if batch == 0:
-        return x
-    classes = _checks.logits_model(model, x)
-    if not settings.soft_label:
-        labels = _checks.labels(labels, batch, classes)
-    if settings.epsilon == 0.0:
-        return tf.identity(x)
-    switches = (settings.norm, settings.targeted, settings.random_start, settings.soft_label)
-    switches += (settings.decay is not None,)
-    cache, ref = model_cache(model)
-    if switches not in cache:  # one per model and switch; numbers are tensors: no retracing
-        core = functools.partial(_compiled_core, ref, switches)
-        cache[switches] = tf.function(core, reduce_retracing=True)
-    return cache[switches](x, labels, settings.numbers())
-
-
 # --- The attacks -------------------------------------------------------------------------------
 
 
@@ -298,7 +220,15 @@ def fgsm(
     ``clip(x + epsilon * sign(grad_x l(f(x), y)))`` (``g / ||g||_2`` for L2; down the loss of
     the targets if ``targeted``). Arguments, result and errors as in :func:`pgd`.
     """
-    return run_attack(model, x, y, AttackSettings.of(locals()))
+    settings = AttackSettings(
+        epsilon=epsilon,
+        norm=norm,
+        targeted=targeted,
+        soft_label=soft_label,
+        clip_value_min=clip_value_min,
+        clip_value_max=clip_value_max,
+    )
+    return run_attack(model, x, y, settings)
 
 
 def pgd(
@@ -349,7 +279,19 @@ def pgd(
         ValueError: A bad argument (the message names it and the value received), labels
             that are not one integer per example in range, or a model ending in a softmax.
     """
-    return run_attack(model, x, y, AttackSettings.of(locals()))
+    settings = AttackSettings(
+        epsilon=epsilon,
+        num_steps=num_steps,
+        step_size=step_size,
+        norm=norm,
+        targeted=targeted,
+        soft_label=soft_label,
+        random_start=random_start,
+        clip_value_min=clip_value_min,
+        clip_value_max=clip_value_max,
+        seed=seed,
+    )
+    return run_attack(model, x, y, settings)
 
 
 def mim(
@@ -377,7 +319,20 @@ def mim(
     start by default, as in the paper. Arguments, return value and errors as in :func:`pgd`,
     plus ``decay`` (gamma >= 0; 0 gives PGD without random start).
     """
-    return run_attack(model, x, y, AttackSettings.of(locals()))
+    settings = AttackSettings(
+        epsilon=epsilon,
+        num_steps=num_steps,
+        step_size=step_size,
+        decay=decay,
+        norm=norm,
+        targeted=targeted,
+        soft_label=soft_label,
+        random_start=random_start,
+        clip_value_min=clip_value_min,
+        clip_value_max=clip_value_max,
+        seed=seed,
+    )
+    return run_attack(model, x, y, settings)
 
 
 def random_sign_noise(
@@ -427,14 +382,97 @@ def random_sign_noise(
 ATTACKS: dict[str, Callable] = {"fgsm": fgsm, "pgd": pgd, "mim": mim}
 """The attacks by name: the package's one table (:mod:`cnn_utils.robustness` resolves here)."""
 
-_MOVED = ("lp_distance", "predict_labels", "predict_with_confidence", "robust_accuracy")
-_MOVED += ("epsilon_sweep", "transfer_matrix", "loss_surface")
+
+# --- Plumbing: random draws, the gradient, one compiled copy of the loop per model ----------
 
 
-def __getattr__(name: str):
-    """Evaluation names moved to :mod:`cnn_utils.robustness` still import from here (PEP 562)."""
-    if name in _MOVED:
-        from cnn_utils import robustness
+def _draw(normal: bool, shape, seed) -> tf.Tensor:
+    """Standard normal or Uniform[0, 1) noise: stateful op, Generator, or stateless seed."""
+    if isinstance(seed, tf.random.Generator):
+        return seed.normal(shape) if normal else seed.uniform(shape)
+    if seed is None:
+        return tf.random.normal(shape) if normal else tf.random.uniform(shape)
+    return (tf.random.stateless_normal if normal else tf.random.stateless_uniform)(shape, seed)
 
-        return getattr(robustness, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+def _logits(model, x: tf.Tensor) -> tf.Tensor:
+    return tf.cast(model(x, training=False), tf.float32)
+
+
+# Compiled functions per model, weakly keyed by the model (which they reach through a weak
+# reference). The gradient is marked "_noinline" so that TensorFlow runs it as a function of its
+# own instead of inlining it into the body of the tf.while_loop: inlined, every step was about
+# 1.5x slower on CPU, a gap that vanishes with TF_ENABLE_ONEDNN_OPTS=0, so a while-loop body
+# apparently misses oneDNN's graph rewrites that a function of its own gets (benchmarks/README).
+_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_COMPILED_STRONG: dict = {}  # callables that cannot be weakly referenced
+
+
+def model_cache(model) -> tuple[dict, Callable]:
+    """The dict of ``model``'s compiled functions and a callable returning the model (weakly)."""
+    try:
+        return _COMPILED.setdefault(model, {}), weakref.ref(model)
+    except TypeError:
+        return _COMPILED_STRONG.setdefault(id(model), {}), lambda: model
+
+
+def loss_gradient_fn(model: Callable) -> Callable:
+    """The compiled ``grad(x, labels) = d/dx sum_i CE(logits(x_i), labels_i)`` for ``model``.
+
+    Float32, zeros when the logits do not depend on ``x``, ``training=False``; made once per
+    model, callable eagerly or inside another ``tf.function`` (not inlined: see the source).
+    """
+    cache, ref = model_cache(model)
+    if "gradient" not in cache:
+        # A partial, not a closure: TensorFlow counts retracing per code object, and one
+        # closure per model would share the count (and warn about "retracing") across models.
+        cache["gradient"] = tf.function(
+            functools.partial(_loss_gradient, ref),
+            reduce_retracing=True,
+            experimental_attributes={"_noinline": True},
+        )
+    return cache["gradient"]
+
+
+def _loss_gradient(model_ref, x, labels):
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        logits = _logits(model_ref(), x)
+        loss = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+    grad = tape.gradient(loss, x)
+    return tf.zeros_like(x) if grad is None else tf.cast(grad, tf.float32)
+
+
+def _compiled_core(model_ref, switches, x, y, numbers):
+    norm, targeted, random_start, soft_label, momentum = switches
+    numbers = dict(numbers, decay=numbers["decay"] if momentum else None)
+    y = None if soft_label else y
+    return perturb(
+        model_ref(), x, y, norm=norm, targeted=targeted, random_start=random_start, **numbers
+    )
+
+
+def run_attack(model: Callable, x, y, settings: AttackSettings) -> tf.Tensor:
+    """Check ``model``, ``x`` and ``y`` (``ValueError``), then run ``settings``' compiled core."""
+    x = _checks.images(x, value_range=(settings.clip_value_min, settings.clip_value_max))
+    batch = int(x.shape[0])
+    if y is None and not settings.soft_label:
+        raise ValueError(
+            "y must hold the labels (the target labels when targeted=True). Received: y=None; "
+            "pass soft_label=True to attack the model's own predictions."
+        )
+    labels = tf.zeros([batch], tf.int32) if y is None else _checks.labels(y, batch)
+    if batch == 0:
+        return x
+    classes = _checks.logits_model(model, x)
+    if not settings.soft_label:
+        labels = _checks.labels(labels, batch, classes)
+    if settings.epsilon == 0.0:
+        return tf.identity(x)
+    switches = (settings.norm, settings.targeted, settings.random_start, settings.soft_label)
+    switches += (settings.decay is not None,)
+    cache, ref = model_cache(model)
+    if switches not in cache:  # one per model and switch; numbers are tensors: no retracing
+        core = functools.partial(_compiled_core, ref, switches)
+        cache[switches] = tf.function(core, reduce_retracing=True)
+    return cache[switches](x, labels, settings.numbers())

@@ -21,6 +21,12 @@ from keras import layers, ops
 
 from cnn_utils import _checks
 
+__all__ = [
+    "Inception",
+    "Residual",
+    "ResnetBlock",
+]
+
 
 def _branch_filters(argname: str, value: object) -> tuple[int, int]:
     """The ``(reduce, out)`` filters of an Inception branch: two positive integers."""

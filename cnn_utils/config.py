@@ -1,8 +1,10 @@
-"""Run-time configuration: the FAST switch, seeding, where caches live, the environment doctor.
+"""Run-time configuration: the FAST switch, seeding and where caches live (the ground floor).
 
 ``FAST`` is read once, at import, from the environment variable ``CNN_UTILS_FAST``: notebooks
 use smaller subsets, fewer epochs and fewer optimisation steps when it is true (the test suite
-sets it), and the full settings otherwise (a student's or instructor's lab session).
+sets it), and the full settings otherwise (a student's or instructor's lab session). This
+module imports no other module of the package but the argument checks (``_checks``); the
+environment report is :mod:`cnn_utils.doctor`.
 """
 
 from __future__ import annotations
@@ -13,6 +15,17 @@ from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
+
+__all__ = [
+    "DEFAULT_SEED",
+    "FAST",
+    "by_mode",
+    "cache_dir",
+    "keras_home",
+    "set_seed",
+    "use_shipped",
+    "use_widgets",
+]
 
 T = TypeVar("T")
 
@@ -141,181 +154,3 @@ def keras_home() -> Path:
     home = Path("~").expanduser()
     base = home if os.access(home, os.W_OK) else Path("/tmp")
     return (base / ".keras").resolve()
-
-
-# ---------------------------------------------------------------------------------------------
-# The environment doctor
-# ---------------------------------------------------------------------------------------------
-
-PINNED = {"tensorflow": "2.21", "keras": "3.15"}
-"""The versions the course is tested with (major.minor; requirements.txt pins the patch)."""
-
-
-def _row(check: str, status: str, found: str, fix: str = "") -> dict:
-    return {"check": check, "status": status, "found": found, "fix": fix}
-
-
-def _writable(path: Path) -> bool:
-    probe = path if path.exists() else path.parent
-    return os.access(probe, os.W_OK)
-
-
-def _shipped_row() -> dict:
-    """The doctor's row on the weights shipped with the course (files present, hashes)."""
-    from cnn_utils import training
-
-    try:
-        table = training._manifest(training.SHIPPED_DIR)
-    except ValueError as error:
-        return _row("shipped weights", "problem", str(error), "`git checkout cnn_utils/shipped`")
-    bad = [
-        stem
-        for stem, entry in table.items()
-        if not (training.SHIPPED_DIR / entry["file"]).exists()
-        or training._sha256(training.SHIPPED_DIR / entry["file"]) != entry["sha256"]
-    ]
-    modes = ", ".join(sorted({entry["mode"] for entry in table.values()})) or "none"
-    if bad:
-        return _row(
-            "shipped weights",
-            "problem",
-            f"{len(bad)} of {len(table)} files missing or changed: {', '.join(bad)}",
-            "`git checkout cnn_utils/shipped` (or `make weights FAST=1` to rebuild them)",
-        )
-    state = "on" if use_shipped() else "off (CNN_UTILS_SHIPPED=0: every model trains)"
-    return _row("shipped weights", "ok", f"{len(table)} models ({modes}), hashes match; {state}")
-
-
-def doctor(*, verbose: int = 1):
-    """Report what the notebooks need and whether this environment has it, with the fix.
-
-    Checks Python, TensorFlow and Keras (against the tested versions), the GPU, the mode (FAST
-    or default), the trained-model cache (folder, writable, models cached), the shipped
-    weights (present, hashes as in their manifest), the Keras cache
-    (``KERAS_HOME``: writable, which datasets are there) and whether this is Colab. Nothing is
-    downloaded or trained.
-
-    Args:
-        verbose: 1 prints the table (and each fix), 0 is silent.
-
-    Returns:
-        A pandas DataFrame with one row per check: ``check``, ``status`` ("ok", "note" or
-        "problem"), ``found`` and ``fix``.
-    """
-    import platform
-    import sys
-
-    import pandas as pd
-
-    from cnn_utils import _checks
-
-    verbose = _checks.integer("verbose", verbose, minimum=0)
-    rows = []
-    py = platform.python_version()
-    rows.append(
-        _row("Python", "ok", py)
-        if sys.version_info >= (3, 10)
-        else _row("Python", "problem", py, "Python 3.10 or newer: `make setup` with python3.11")
-    )
-    for package, wanted in PINNED.items():
-        try:
-            module = __import__(package)
-            version = module.__version__
-        except ImportError:
-            rows.append(
-                _row(
-                    package,
-                    "problem",
-                    "not installed",
-                    "`make setup` (or pip install -r requirements.txt)",
-                )
-            )
-            continue
-        same = version.startswith(wanted + ".") or version == wanted
-        rows.append(
-            _row(package, "ok", version)
-            if same
-            else _row(
-                package,
-                "note",
-                f"{version} (tested: {wanted}.x)",
-                "`make setup` installs the tested version",
-            )
-        )
-    try:
-        import tensorflow as tf
-
-        gpus = tf.config.list_physical_devices("GPU")
-        rows.append(
-            _row("GPU", "ok", ", ".join(g.name for g in gpus))
-            if gpus
-            else _row(
-                "GPU",
-                "note",
-                "none: training runs on the CPU",
-                "Linux with an NVIDIA GPU: `make setup-gpu`; else CNN_UTILS_FAST=1 for quick runs",
-            )
-        )
-    except ImportError:
-        pass
-    rows.append(
-        _row(
-            "mode",
-            "ok",
-            "FAST (CNN_UTILS_FAST=1): small subsets, few epochs"
-            if FAST
-            else "default (full datasets and epochs)",
-        )
-    )
-    cache = cache_dir(create=False)
-    models = sorted(cache.glob("*.keras")) if cache.exists() else []
-    if not _writable(cache):
-        rows.append(
-            _row(
-                "model cache",
-                "problem",
-                f"{cache} is not writable",
-                "point CNN_UTILS_CACHE at a writable folder",
-            )
-        )
-    else:
-        rows.append(_row("model cache", "ok", f"{cache} ({len(models)} trained models cached)"))
-    rows.append(_shipped_row())
-    home = keras_home()
-    if not _writable(home):
-        rows.append(
-            _row(
-                "KERAS_HOME",
-                "problem",
-                f"{home} is not writable (Keras then ignores it)",
-                "copy it to a writable folder and export KERAS_HOME before starting Python",
-            )
-        )
-    else:
-        rows.append(_row("KERAS_HOME", "ok", str(home)))
-    from cnn_utils import data
-
-    for name in sorted(data.DATASETS):
-        files = data.expected_files(name)
-        present = [f for f in files if Path(f).exists()]
-        if len(present) == len(files):
-            rows.append(_row(f"dataset {name}", "ok", "cached"))
-        else:
-            rows.append(
-                _row(
-                    f"dataset {name}",
-                    "note",
-                    f"{len(present)} of {len(files)} files cached: downloaded on first use",
-                    "offline: seed KERAS_HOME (README, 'Offline use')",
-                )
-            )
-    colab = "google.colab" in sys.modules
-    rows.append(_row("Colab", "ok", "yes" if colab else "no"))
-    table = pd.DataFrame(rows, columns=["check", "status", "found", "fix"])
-    if verbose:
-        with pd.option_context("display.max_colwidth", 120, "display.width", 200):
-            print(table.drop(columns="fix").to_string(index=False))
-        for row in rows:
-            if row["status"] != "ok" and row["fix"]:
-                print(f"- {row['check']}: {row['fix']}")
-    return table

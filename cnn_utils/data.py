@@ -22,6 +22,18 @@ from sklearn.model_selection import train_test_split
 
 from cnn_utils import _checks, config
 
+__all__ = [
+    "CIFAR10_CLASSES",
+    "DATASETS",
+    "FASHION_MNIST_CLASSES",
+    "MNIST_CLASSES",
+    "Dataset",
+    "DatasetCorruptedError",
+    "DatasetUnavailableError",
+    "expected_files",
+    "load_dataset",
+]
+
 FASHION_MNIST_CLASSES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",

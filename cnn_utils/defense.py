@@ -26,6 +26,7 @@ same robust model again without training it twice.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 
@@ -34,7 +35,15 @@ import tensorflow as tf
 
 from cnn_utils import _checks, attacks, config
 from cnn_utils.data import load_dataset
-from cnn_utils.training import cached_model, compile_classifier
+from cnn_utils.training import StopOnNonFinite, cached_model, compile_classifier
+
+__all__ = [
+    "INNER_ATTACKS",
+    "LABEL_MODES",
+    "AdversarialModel",
+    "EpsilonRamp",
+    "adversarially_trained",
+]
 
 INNER_ATTACKS = ("pgd", "fgsm_rs", "fgsm")
 """Inner attacks that :class:`AdversarialModel` can train with (step kinds of
@@ -295,13 +304,25 @@ class AdversarialModel(keras.Model):
         (0..255 images are refused with "divide by 255"), integer labels in range.
 
         Datasets and generators are passed on unchecked (their batches are not known yet).
+        A :class:`~cnn_utils.training.StopOnNonFinite` callback is added (unless one is
+        given): training stops with an error at the first NaN or Inf loss or weight. Epsilon
+        and the step size are restored when ``fit`` ends, also when it is interrupted (Ctrl-C)
+        or fails, so a ramp (:class:`EpsilonRamp`) never leaves them at a partial value.
         """  # noqa: D205
         if x is not None and y is not None and not hasattr(x, "element_spec"):
             _checks_arrays(self, x, y, "x", "y")
             validation = kwargs.get("validation_data")
             if isinstance(validation, tuple) and len(validation) >= 2:
                 _checks_arrays(self, validation[0], validation[1], "validation x", "validation y")
-        return super().fit(x, y, *args, **kwargs)
+        callbacks = list(kwargs.pop("callbacks", None) or [])
+        if not any(isinstance(c, StopOnNonFinite) for c in callbacks):
+            callbacks.append(StopOnNonFinite())
+        settings = (self.epsilon.numpy(), self.step_size.numpy())
+        try:
+            return super().fit(x, y, *args, callbacks=callbacks, **kwargs)
+        finally:
+            self.epsilon.assign(settings[0])
+            self.step_size.assign(settings[1])
 
     def train_step(self, data):
         """One step of adversarial training on a mini-batch (Madry et al. 2018)."""
@@ -370,14 +391,17 @@ class EpsilonRamp(keras.callbacks.Callback):
         self._final = None  # (epsilon, step size), read at the start of training
 
     def on_train_begin(self, logs=None):
-        """Remember the final epsilon and step size; fail early on a wrong model."""
+        """Read the final epsilon and step size; fail early on a wrong model.
+
+        They are read at every ``fit`` (the model restores them when a ``fit`` ends, even an
+        interrupted one), so a ramp reused after Ctrl-C ramps to the same final epsilon.
+        """
         if not isinstance(self.model, AdversarialModel):
             raise ValueError(
                 "EpsilonRamp needs an AdversarialModel. "
                 f"Received: model={type(self.model).__name__}"
             )
-        if self._final is None:
-            self._final = (float(self.model.epsilon.numpy()), float(self.model.step_size.numpy()))
+        self._final = (float(self.model.epsilon.numpy()), float(self.model.step_size.numpy()))
 
     def on_train_batch_begin(self, batch, logs=None):
         """Set epsilon and the step size for this step."""
@@ -448,23 +472,43 @@ def adversarially_trained(
     Raises:
         ValueError: A bad setting (the message names it), or an unknown dataset.
     """
-    if attack is not None:
-        attack = _checks.one_of("attack", attack, INNER_ATTACKS)
-        epsilon = _checks.number("epsilon", epsilon, minimum=0.0)
-        num_steps = 1 if attack != "pgd" else _checks.integer("num_steps", num_steps, minimum=1)
-        if step_size is None:
-            step_size = {"pgd": 2.5 / num_steps, "fgsm_rs": 1.25, "fgsm": 1.0}[attack] * epsilon
-        step_size = _checks.number("step_size", step_size, positive=True)
-        label_mode = _checks.one_of("label_mode", label_mode, LABEL_MODES)
-        clean_weight = _checks.number("clean_weight", clean_weight, minimum=0.0)
-        ramp_epochs = _checks.number("ramp_epochs", ramp_epochs, minimum=0.0)
-        adversarial = {"epsilon": epsilon, "num_steps": num_steps, "step_size": step_size}
-        adversarial.update(
-            label_mode=label_mode, clean_weight=clean_weight, ramp_epochs=ramp_epochs
-        )
-    else:
-        adversarial = None
-    settings = {
+    adversarial = _adversarial_settings(
+        attack, epsilon, num_steps, step_size, label_mode, clean_weight, ramp_epochs
+    )
+    settings = _recipe_settings(
+        dataset, attack, adversarial, epochs, batch_size, learning_rate, subset, test_subset, seed
+    )
+    verbose = _checks.one_of("verbose", verbose, (0, 1, 2))
+    fit = functools.partial(_fit_recipe, name=name, settings=settings, verbose=verbose)
+    return cached_model(name, build, fit, settings, verbose=verbose, return_info=return_info)
+
+
+def _adversarial_settings(
+    attack, epsilon, num_steps, step_size, label_mode, clean_weight, ramp_epochs
+) -> dict | None:
+    """The inner attack's settings, checked, with the default step; ``None`` for ``attack=None``."""
+    if attack is None:
+        return None
+    attack = _checks.one_of("attack", attack, INNER_ATTACKS)
+    epsilon = _checks.number("epsilon", epsilon, minimum=0.0)
+    num_steps = 1 if attack != "pgd" else _checks.integer("num_steps", num_steps, minimum=1)
+    if step_size is None:
+        step_size = {"pgd": 2.5 / num_steps, "fgsm_rs": 1.25, "fgsm": 1.0}[attack] * epsilon
+    return {
+        "epsilon": epsilon,
+        "num_steps": num_steps,
+        "step_size": _checks.number("step_size", step_size, positive=True),
+        "label_mode": _checks.one_of("label_mode", label_mode, LABEL_MODES),
+        "clean_weight": _checks.number("clean_weight", clean_weight, minimum=0.0),
+        "ramp_epochs": _checks.number("ramp_epochs", ramp_epochs, minimum=0.0),
+    }
+
+
+def _recipe_settings(
+    dataset, attack, adversarial, epochs, batch_size, learning_rate, subset, test_subset, seed
+) -> dict:
+    """Everything :func:`adversarially_trained` trains with, checked: the key of the cache."""
+    return {
         "recipe": "defense.adversarially_trained",
         "dataset": dataset,
         "attack": attack,
@@ -476,47 +520,48 @@ def adversarially_trained(
         "test_subset": test_subset,
         "seed": _checks.seed(seed),
     }
-    verbose = _checks.one_of("verbose", verbose, (0, 1, 2))
 
-    def fit(model: keras.Model) -> dict:
-        ds = load_dataset(dataset, subset=subset, test_subset=test_subset, seed=seed)
-        if attack is None:
-            trainer = compile_classifier(model, learning_rate)
-            callbacks = []
-        else:
-            trainer = AdversarialModel(
-                model,
-                attack=attack,
-                seed=seed,
-                **{
-                    k: adversarial[k]
-                    for k in ("epsilon", "num_steps", "step_size", "label_mode", "clean_weight")
-                },
-            )
-            trainer.compile(keras.optimizers.Adam(learning_rate))
-            ramp_steps = round(ramp_epochs * -(-len(ds.x_train) // batch_size))
-            callbacks = [EpsilonRamp(ramp_steps)] if ramp_steps >= 1 else []
-        if verbose:
-            what = "standard" if attack is None else f"{attack} (epsilon={epsilon})"
-            print(
-                f"Training {name!r}: {what} on {len(ds.x_train)} {dataset} images, {epochs} epochs"
-            )
-        start = time.perf_counter()
-        history = trainer.fit(
-            ds.x_train,
-            ds.y_train,
-            batch_size=batch_size,
-            epochs=epochs,
-            callbacks=callbacks,
-            validation_data=(ds.x_test, ds.y_test),
-            verbose=2 if verbose else 0,
-        )
-        seconds = time.perf_counter() - start
-        logits = model.predict(ds.x_test, batch_size=256, verbose=0)
-        return {
-            "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
-            "train_seconds": seconds,
-            "test_accuracy": float((logits.argmax(-1) == ds.y_test).mean()),
-        }
 
-    return cached_model(name, build, fit, settings, verbose=verbose, return_info=return_info)
+def _trainer(model: keras.Model, settings: dict, train_size: int) -> tuple[keras.Model, list]:
+    """What ``fit`` runs on: the compiled classifier, or its compiled wrapper and epsilon ramp."""
+    attack, adversarial = settings["attack"], settings["adversarial"]
+    if attack is None:
+        return compile_classifier(model, settings["learning_rate"]), []
+    options = {k: v for k, v in adversarial.items() if k != "ramp_epochs"}
+    trainer = AdversarialModel(model, attack=attack, seed=settings["seed"], **options)
+    trainer.compile(keras.optimizers.Adam(settings["learning_rate"]))
+    ramp_steps = round(adversarial["ramp_epochs"] * -(-train_size // settings["batch_size"]))
+    return trainer, [EpsilonRamp(ramp_steps)] if ramp_steps >= 1 else []
+
+
+def _fit_recipe(model: keras.Model, *, name: str, settings: dict, verbose: int) -> dict:
+    """Train ``model`` by the recipe ``settings``; the information the cache keeps with it."""
+    dataset, epochs, batch_size = settings["dataset"], settings["epochs"], settings["batch_size"]
+    ds = load_dataset(
+        dataset,
+        subset=settings["subset"],
+        test_subset=settings["test_subset"],
+        seed=settings["seed"],
+    )
+    trainer, callbacks = _trainer(model, settings, len(ds.x_train))
+    if verbose:
+        attack, adversarial = settings["attack"], settings["adversarial"]
+        what = "standard" if attack is None else f"{attack} (epsilon={adversarial['epsilon']})"
+        print(f"Training {name!r}: {what} on {len(ds.x_train)} {dataset} images, {epochs} epochs")
+    start = time.perf_counter()
+    history = trainer.fit(
+        ds.x_train,
+        ds.y_train,
+        batch_size=batch_size,
+        epochs=epochs,
+        callbacks=[*callbacks, StopOnNonFinite()],
+        validation_data=(ds.x_test, ds.y_test),
+        verbose=2 if verbose else 0,
+    )
+    seconds = time.perf_counter() - start
+    logits = model.predict(ds.x_test, batch_size=256, verbose=0)
+    return {
+        "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
+        "train_seconds": seconds,
+        "test_accuracy": float((logits.argmax(-1) == ds.y_test).mean()),
+    }

@@ -3,8 +3,8 @@
 Also the network as a reusable feature extractor ("CNN codes"): :func:`transfer_model` chops
 the classifier off and puts a new softmax layer on top, frozen, fine-tuned or from scratch.
 
-Features come from :func:`cnn_utils.probe.features` (re-exported here as :func:`features`,
-with :func:`penultimate_layer`, the default layer).
+Features come from :func:`cnn_utils.probe.features`, with
+:func:`cnn_utils.probe.penultimate_layer` as the default layer.
 
 References:
     Krizhevsky, Sutskever & Hinton 2012 (nearest neighbours in feature space, AlexNet Fig. 4).
@@ -25,13 +25,11 @@ from sklearn.manifold import TSNE
 from sklearn.neighbors import NearestNeighbors
 
 from cnn_utils import _checks, probe
-from cnn_utils.probe import features, penultimate_layer
 
 __all__ = [
-    "features",
+    "TRANSFER_MODES",
     "measured_receptive_field",
     "nearest_neighbors",
-    "penultimate_layer",
     "top_activating_patches",
     "transfer_model",
     "tsne",
@@ -251,8 +249,9 @@ def transfer_model(
     The source model is never changed: the trunk is a clone (with the source's weights for
     ``"frozen"`` and ``"finetune"``, fresh seeded weights for ``"scratch"``). With
     ``"frozen"`` the trunk is not trainable (batch normalisation then stays in inference
-    mode), so training fits a linear softmax classifier on the fixed features, the "CNN codes"
-    of Razavian et al. (2014). The model is returned uncompiled (e.g.
+    mode), so training fits a linear softmax classifier on the fixed features ("CNN codes",
+    CS231n's name; Razavian et al. 2014 trained a linear SVM on such features). The model is
+    returned uncompiled (e.g.
     :func:`cnn_utils.training.compile_classifier`).
 
     Args:
@@ -275,7 +274,7 @@ def transfer_model(
     _checks.one_of("mode", mode, TRANSFER_MODES)
     seed = _checks.seed(seed)
     probe.ensure_built(model)
-    layer_name = penultimate_layer(model) if layer_name is None else layer_name
+    layer_name = probe.penultimate_layer(model) if layer_name is None else layer_name
     probe.layer(model, layer_name)  # a clear error for an unknown name
     if seed is not None:
         keras.utils.set_random_seed(seed)

@@ -28,12 +28,24 @@ import keras
 
 from cnn_utils import _checks, config
 
+__all__ = [
+    "CLASS_INDEX_URL",
+    "INPUT_SHAPE",
+    "STANDIN_VARIABLE",
+    "PixelPreprocessing",
+    "WeightsUnavailableError",
+    "class_names",
+    "pixel_model",
+    "standin_allowed",
+]
+
 STANDIN_VARIABLE = "CNN_UTILS_STANDIN_WEIGHTS"
 """Environment variable: build random stand-in weights when the ImageNet ones cannot be had."""
 
 CLASS_INDEX_URL = (
     "https://storage.googleapis.com/download.tensorflow.org/data/imagenet_class_index.json"
 )
+"""Where :func:`class_names` downloads ``imagenet_class_index.json`` from (Keras' own copy)."""
 _CLASS_INDEX_MD5 = "c2c37ea517e94d9795004a39431a14cb"  # the hash Keras' decode_predictions uses
 
 _ARCHITECTURES = {
@@ -44,6 +56,7 @@ _ARCHITECTURES = {
     ),
 }
 INPUT_SHAPE = (224, 224, 3)
+"""The input shape of :func:`pixel_model`'s networks: 224x224 RGB."""
 
 
 class WeightsUnavailableError(OSError):

@@ -43,6 +43,34 @@ import tensorflow as tf
 
 from cnn_utils import _checks, probe
 
+__all__ = [
+    "L2",
+    "LOGITS",
+    "AlphaNorm",
+    "Blur",
+    "ClassScore",
+    "ClipSmallGradients",
+    "ClipSmallValues",
+    "FeatureDot",
+    "FeatureMatch",
+    "FilterMean",
+    "Jitter",
+    "LayerNorm",
+    "StyleContent",
+    "TotalVariation",
+    "caricature",
+    "deep_dream",
+    "gaussian_blur",
+    "gram_matrix",
+    "invert_features",
+    "maximize_activation",
+    "optimize_input",
+    "style_transfer",
+    "total_variation",
+    "visualize_class",
+    "yosinski_regularizers",
+]
+
 _EPS = 1e-8
 _VALUE_RANGE = (0.0, 1.0)  # pixels scaled to [0, 1]; every image is clipped to it
 _INIT_SCALE = 0.1  # noise of the random start around grey 0.5

@@ -4,11 +4,8 @@ Every model returns logits (no softmax layer): train with
 ``keras.losses.SparseCategoricalCrossentropy(from_logits=True)``, and apply
 ``keras.ops.softmax`` for probabilities. The attacks and saliency methods need the logits.
 
-Training and the trained-model cache live in :mod:`cnn_utils.training`, which imports this
-module; its public names (``trained``, ``trained_settings``, ``TRAINED_MODELS``,
-``compile_classifier``, ``train_classifier``, ``TrainingProbe``, ``gradient_norms``,
-``cached_model``) are also reachable from here, loaded on first use (PEP 562), so that
-``models.trained("small_cnn")`` keeps working.
+This module builds architectures only; training them and the trained-model cache
+(``trained("small_cnn")``) live in :mod:`cnn_utils.training`.
 """
 
 from __future__ import annotations
@@ -20,32 +17,19 @@ import numpy as np
 
 from cnn_utils import _checks, blocks
 
+__all__ = [
+    "GOOGLENET_INCEPTIONS",
+    "HEADS",
+    "STEMS",
+    "alexnet",
+    "googlenet",
+    "resnet",
+    "resnet18",
+    "small_cnn",
+]
+
 HEADS = ("gap", "flatten")
 STEMS = ("imagenet", "small")
-
-_FROM_TRAINING = (
-    "TRAINED_MODELS",
-    "TrainingProbe",
-    "cached_model",
-    "compile_classifier",
-    "gradient_norms",
-    "train_classifier",
-    "trained",
-    "trained_settings",
-)
-
-
-def __getattr__(name: str):
-    """Reach the training names through ``models`` (``models.trained``), importing lazily."""
-    if name in _FROM_TRAINING:
-        from cnn_utils import training
-
-        return getattr(training, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_FROM_TRAINING})
 
 
 def _input_shape(input_shape) -> tuple[int, int, int]:
@@ -167,6 +151,37 @@ def small_cnn(
 # ---------------------------------------------------------------------------------------------
 
 
+def _residual_counts(num_residuals, stages: int) -> list[int]:
+    """Residual blocks per stage: one positive integer for all stages, or one per stage."""
+    if isinstance(num_residuals, (int, np.integer)) and not isinstance(num_residuals, bool):
+        return [_checks.positive_int("num_residuals", num_residuals)] * stages
+    try:
+        counts = list(_widths("num_residuals", num_residuals))
+    except ValueError:
+        counts = []
+    if len(counts) != stages:
+        raise ValueError(
+            "num_residuals must be a positive integer or one per stage. "
+            f"Received: num_residuals={num_residuals!r}"
+        )
+    return counts
+
+
+def _resnet_stem(inputs, stem: str, width: int, batch_norm: bool, bn_momentum: float):
+    """ResNet's stem: 7x7/2 conv, (BN), ReLU, 3x3/2 max pool (ImageNet) or 3x3/1 conv (small)."""
+    layers = keras.layers
+    if stem == "imagenet":
+        x = layers.Conv2D(width, 7, strides=2, padding="same", name="conv1")(inputs)
+    else:
+        x = layers.Conv2D(width, 3, padding="same", name="conv1")(inputs)
+    if batch_norm:
+        x = layers.BatchNormalization(momentum=bn_momentum, name="bn1")(x)
+    x = layers.ReLU(name="relu1")(x)
+    if stem == "imagenet":
+        x = layers.MaxPooling2D(3, strides=2, padding="same", name="pool1")(x)
+    return x
+
+
 def resnet(
     input_shape: Sequence[int] = (28, 28, 1),
     num_classes: int = 10,
@@ -216,34 +231,14 @@ def resnet(
     num_classes = _num_classes(num_classes)
     _checks.one_of("stem", stem, STEMS)
     widths = _widths("widths", widths)
-    if isinstance(num_residuals, (int, np.integer)) and not isinstance(num_residuals, bool):
-        counts = [_checks.positive_int("num_residuals", num_residuals)] * len(widths)
-    else:
-        try:
-            counts = list(_widths("num_residuals", num_residuals))
-        except ValueError:
-            counts = []
-        if len(counts) != len(widths):
-            raise ValueError(
-                "num_residuals must be a positive integer or one per stage. "
-                f"Received: num_residuals={num_residuals!r}"
-            )
+    counts = _residual_counts(num_residuals, len(widths))
     residual = _checks.flag("residual", residual)
     batch_norm = _checks.flag("batch_norm", batch_norm)
     bn_momentum = _checks.number("bn_momentum", bn_momentum, minimum=0.0, below=1.0)
     name = _model_name(name)
     depth = 2 + 2 * sum(counts)
-    layers = keras.layers
     inputs = keras.Input(tuple(input_shape), name="image")
-    if stem == "imagenet":
-        x = layers.Conv2D(widths[0], 7, strides=2, padding="same", name="conv1")(inputs)
-    else:
-        x = layers.Conv2D(widths[0], 3, padding="same", name="conv1")(inputs)
-    if batch_norm:
-        x = layers.BatchNormalization(momentum=bn_momentum, name="bn1")(x)
-    x = layers.ReLU(name="relu1")(x)
-    if stem == "imagenet":
-        x = layers.MaxPooling2D(3, strides=2, padding="same", name="pool1")(x)
+    x = _resnet_stem(inputs, stem, widths[0], batch_norm, bn_momentum)
     for stage, (width, count) in enumerate(zip(widths, counts, strict=True)):
         x = blocks.ResnetBlock(
             width,
@@ -254,8 +249,8 @@ def resnet(
             bn_momentum=bn_momentum,
             name=f"res{stage + 2}",
         )(x)
-    x = layers.GlobalAveragePooling2D(name="gap")(x)
-    outputs = layers.Dense(num_classes, name="logits")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    outputs = keras.layers.Dense(num_classes, name="logits")(x)
     default = f"{'resnet' if residual else 'plain'}{depth}"
     return keras.Model(inputs, outputs, name=name or default)
 
@@ -306,6 +301,63 @@ GOOGLENET_INCEPTIONS = {
 }
 
 
+class _GoogLeNetStages:
+    """GoogLeNet from the image to inception 5b (Table 1's rows), as functional-API calls."""
+
+    def __init__(self, width: float, batch_norm: bool):
+        self.width, self.batch_norm = width, batch_norm
+
+    def ch(self, channels: int) -> int:
+        """A channel count scaled by ``width`` (at least 1)."""
+        return max(1, round(channels * self.width))
+
+    def conv(self, x, filters: int, kernel_size: int, strides: int = 1, *, name: str):
+        """A 'same' convolution and ReLU (with batch normalisation between if asked)."""
+        layers = keras.layers
+        x = layers.Conv2D(
+            self.ch(filters),
+            kernel_size,
+            strides=strides,
+            padding="same",
+            activation=None if self.batch_norm else "relu",
+            name=name,
+        )(x)
+        if self.batch_norm:
+            x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
+            x = layers.ReLU(name=f"{name}_relu")(x)
+        return x
+
+    def inception(self, x, key: str):
+        """The inception block ``key`` of :data:`GOOGLENET_INCEPTIONS`, one layer."""
+        c1, c2, c3, c4 = GOOGLENET_INCEPTIONS[key]
+        return blocks.Inception(
+            self.ch(c1),
+            (self.ch(c2[0]), self.ch(c2[1])),
+            (self.ch(c3[0]), self.ch(c3[1])),
+            self.ch(c4),
+            batch_norm=self.batch_norm,
+            name=f"inception_{key}",
+        )(x)
+
+    def __call__(self, inputs, stem: str):
+        def pool(x, name: str):
+            return keras.layers.MaxPooling2D(3, strides=2, padding="same", name=name)(x)
+
+        if stem == "imagenet":
+            x = pool(self.conv(inputs, 64, 7, 2, name="conv1"), "pool1")
+        else:
+            x = self.conv(inputs, 64, 3, name="conv1")
+        x = self.conv(x, 64, 1, name="conv2_reduce")
+        x = pool(self.conv(x, 192, 3, name="conv2"), "pool2")
+        for stage, keys in ((3, ("3a", "3b")), (4, ("4a", "4b", "4c", "4d", "4e"))):
+            for key in keys:
+                x = self.inception(x, key)
+            x = pool(x, f"pool{stage}")
+        for key in ("5a", "5b"):
+            x = self.inception(x, key)
+        return x
+
+
 def googlenet(
     input_shape: Sequence[int] = (224, 224, 3),
     num_classes: int = 1000,
@@ -352,60 +404,12 @@ def googlenet(
     batch_norm = _checks.flag("batch_norm", batch_norm)
     dropout = _dropout(dropout)
     name = _model_name(name)
-    layers = keras.layers
-
-    def ch(channels: int) -> int:
-        return max(1, round(channels * width))
-
-    def conv(x, filters: int, kernel_size: int, strides: int = 1, *, name: str):
-        x = layers.Conv2D(
-            ch(filters),
-            kernel_size,
-            strides=strides,
-            padding="same",
-            activation=None if batch_norm else "relu",
-            name=name,
-        )(x)
-        if batch_norm:
-            x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
-            x = layers.ReLU(name=f"{name}_relu")(x)
-        return x
-
-    def pool(x, name: str):
-        return layers.MaxPooling2D(3, strides=2, padding="same", name=name)(x)
-
-    def inception(x, key: str):
-        c1, c2, c3, c4 = GOOGLENET_INCEPTIONS[key]
-        return blocks.Inception(
-            ch(c1),
-            (ch(c2[0]), ch(c2[1])),
-            (ch(c3[0]), ch(c3[1])),
-            ch(c4),
-            batch_norm=batch_norm,
-            name=f"inception_{key}",
-        )(x)
-
     inputs = keras.Input(tuple(input_shape), name="image")
-    if stem == "imagenet":
-        x = conv(inputs, 64, 7, 2, name="conv1")
-        x = pool(x, "pool1")
-    else:
-        x = conv(inputs, 64, 3, name="conv1")
-    x = conv(x, 64, 1, name="conv2_reduce")
-    x = conv(x, 192, 3, name="conv2")
-    x = pool(x, "pool2")
-    for key in ("3a", "3b"):
-        x = inception(x, key)
-    x = pool(x, "pool3")
-    for key in ("4a", "4b", "4c", "4d", "4e"):
-        x = inception(x, key)
-    x = pool(x, "pool4")
-    for key in ("5a", "5b"):
-        x = inception(x, key)
-    x = layers.GlobalAveragePooling2D(name="avgpool")(x)
+    x = _GoogLeNetStages(width, batch_norm)(inputs, stem)
+    x = keras.layers.GlobalAveragePooling2D(name="avgpool")(x)
     if dropout:
-        x = layers.Dropout(dropout, name="dropout")(x)
-    outputs = layers.Dense(num_classes, name="logits")(x)
+        x = keras.layers.Dropout(dropout, name="dropout")(x)
+    outputs = keras.layers.Dense(num_classes, name="logits")(x)
     return keras.Model(inputs, outputs, name=name or "googlenet")
 
 

@@ -18,6 +18,21 @@ from matplotlib.ticker import MaxNLocator
 
 from cnn_utils import config
 
+__all__ = [
+    "ablation_grid",
+    "describe_figure",
+    "enable_alt_text",
+    "feature_map_grid",
+    "filter_grid",
+    "heatmap_overlay",
+    "image_grid",
+    "live_control",
+    "plot_accuracy_vs_epsilon",
+    "plot_adversarial_examples",
+    "plot_learning_curves",
+    "plot_loss_surface",
+]
+
 
 def _as_images(images) -> np.ndarray:
     array = np.asarray(images, dtype=np.float32)
@@ -401,7 +416,7 @@ def plot_accuracy_vs_epsilon(
     Args:
         epsilons: The radii, shared by every curve.
         curves: Mapping from a label to one value per epsilon (e.g.
-            ``table.to_dict("list")`` of :func:`cnn_utils.attacks.epsilon_sweep`).
+            ``table.to_dict("list")`` of :func:`cnn_utils.robustness.epsilon_sweep`).
         title: Title of the axes.
         xlabel: Label of the x axis.
         ylabel: Label of the y axis.
@@ -485,47 +500,59 @@ def plot_loss_surface(
     grid_a, grid_b = np.meshgrid(a, b)
     ncols = 3 if pred is not None else 2
     fig = plt.figure(figsize=(4.6 * ncols, 3.8))
-    ax = fig.add_subplot(1, ncols, 1)
+    _loss_contour(fig.add_subplot(1, ncols, 1), grid_a, grid_b, z, xlabel, ylabel)
+    _loss_3d(fig.add_subplot(1, ncols, 2, projection="3d"), grid_a, grid_b, z, xlabel, ylabel)
+    if pred is not None:
+        axp = fig.add_subplot(1, ncols, 3)
+        _decision_regions(axp, a, b, np.asarray(pred), true_label, class_names, xlabel, ylabel)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def _loss_contour(ax, grid_a, grid_b, z, xlabel: str, ylabel: str) -> None:
+    """The loss as filled contours with a colour bar, the centre marked by a red star."""
     filled = ax.contourf(grid_a, grid_b, z, levels=20, cmap="viridis")
-    fig.colorbar(filled, ax=ax, label="loss")
+    ax.figure.colorbar(filled, ax=ax, label="loss")
     ax.plot(0, 0, "r*", ms=10)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title("loss (contour)")
-    ax3 = fig.add_subplot(1, ncols, 2, projection="3d")
+
+
+def _loss_3d(ax3, grid_a, grid_b, z, xlabel: str, ylabel: str) -> None:
+    """The loss as a 3-D surface."""
     ax3.plot_surface(grid_a, grid_b, z, cmap="viridis", linewidth=0, antialiased=True)
     ax3.set_xlabel(xlabel)
     ax3.set_ylabel(ylabel)
     ax3.set_zlabel("loss")
     ax3.set_title("loss (3-D)")
-    if pred is not None:
-        labels = np.asarray(pred)
-        classes = np.unique(labels)
-        cmap = plt.get_cmap("tab10")
-        axp = fig.add_subplot(1, ncols, 3)
-        index = np.searchsorted(classes, labels)
-        colours = np.array([cmap(int(c) % 10) for c in classes])
-        axp.imshow(
-            colours[index],
-            origin="lower",
-            extent=(a[0], a[-1], b[0], b[-1]),
-            aspect="auto",
-            interpolation="nearest",
-        )
-        for c, colour in zip(classes, colours, strict=True):
-            name = class_names[int(c)] if class_names is not None else str(int(c))
-            if true_label is not None and int(c) == int(true_label):
-                name += " (true)"
-            axp.plot([], [], "s", color=colour, label=name)
-        axp.plot(0, 0, "k*", ms=10)
-        axp.legend(fontsize=7, loc="upper left", framealpha=0.8)
-        axp.set_xlabel(xlabel)
-        axp.set_ylabel(ylabel)
-        axp.set_title("decision regions")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+
+
+def _decision_regions(axp, a, b, labels, true_label, class_names, xlabel, ylabel) -> None:
+    """The predicted class at every grid point, one tab10 colour per class, with a legend."""
+    classes = np.unique(labels)
+    cmap = plt.get_cmap("tab10")
+    index = np.searchsorted(classes, labels)
+    colours = np.array([cmap(int(c) % 10) for c in classes])
+    axp.imshow(
+        colours[index],
+        origin="lower",
+        extent=(a[0], a[-1], b[0], b[-1]),
+        aspect="auto",
+        interpolation="nearest",
+    )
+    for c, colour in zip(classes, colours, strict=True):
+        name = class_names[int(c)] if class_names is not None else str(int(c))
+        if true_label is not None and int(c) == int(true_label):
+            name += " (true)"
+        axp.plot([], [], "s", color=colour, label=name)
+    axp.plot(0, 0, "k*", ms=10)
+    axp.legend(fontsize=7, loc="upper left", framealpha=0.8)
+    axp.set_xlabel(xlabel)
+    axp.set_ylabel(ylabel)
+    axp.set_title("decision regions")
 
 
 def plot_adversarial_examples(
@@ -569,46 +596,55 @@ def plot_adversarial_examples(
             f"clean and adversarial must have the same shape. Received: {x.shape} and {x_adv.shape}"
         )
     n = len(x)
-    for argname, values in (
-        ("clean_titles", clean_titles),
-        ("adversarial_titles", adversarial_titles),
-        ("title_colors", title_colors),
-    ):
-        if values is not None and len(values) != n:
-            raise ValueError(
-                f"{argname} must have one entry per image ({n}). Received: {len(values)}"
-            )
-    delta = x_adv - x
+    _check_one_per_image(
+        n,
+        clean_titles=clean_titles,
+        adversarial_titles=adversarial_titles,
+        title_colors=title_colors,
+    )
     fig, axes = plt.subplots(
         3, n, figsize=(cell_size * n, cell_size * 3 + (0.4 if suptitle else 0)), squeeze=False
     )
-    row_names = ("clean", "adversarial", "perturbation")
     for i in range(n):
-        for row, image in enumerate((x[i], x_adv[i])):
-            ax = axes[row, i]
-            if image.ndim == 2:
-                ax.imshow(image, cmap="gray", vmin=0.0, vmax=1.0)
-            else:
-                ax.imshow(np.clip(image, 0.0, 1.0))
-        d = delta[i] if delta[i].ndim == 2 else delta[i].mean(axis=-1)
-        scale = amplify if amplify is not None else 1.0 / max(float(np.abs(d).max()), 1e-12)
-        axes[2, i].imshow(d * scale, cmap="seismic", vmin=-1.0, vmax=1.0)
+        _adversarial_column(axes[:, i], x[i], x_adv[i], amplify)
         if clean_titles is not None:
             axes[0, i].set_title(str(clean_titles[i]), fontsize=8)
         if adversarial_titles is not None:
             style = {} if title_colors is None else {"color": title_colors[i]}
             axes[1, i].set_title(str(adversarial_titles[i]), fontsize=8, **style)
-        if amplify is not None:
-            axes[2, i].set_title(f"×{amplify:g}", fontsize=8)
-        for row in range(3):
-            axes[row, i].set_xticks([])
-            axes[row, i].set_yticks([])
-    for row, name in enumerate(row_names):
+    for row, name in enumerate(("clean", "adversarial", "perturbation")):
         axes[row, 0].set_ylabel(name, fontsize=9)
     if suptitle:
         fig.suptitle(suptitle)
     fig.tight_layout()
     return fig
+
+
+def _check_one_per_image(n: int, **sequences) -> None:
+    """Refuse a sequence of titles or colours whose length is not the number of images."""
+    for argname, values in sequences.items():
+        if values is not None and len(values) != n:
+            raise ValueError(
+                f"{argname} must have one entry per image ({n}). Received: {len(values)}"
+            )
+
+
+def _adversarial_column(axes, image, adversarial, amplify: float | None) -> None:
+    """One column: the clean image, the adversarial one, the perturbation (centred on zero)."""
+    for ax, shown in zip(axes[:2], (image, adversarial), strict=True):
+        if shown.ndim == 2:
+            ax.imshow(shown, cmap="gray", vmin=0.0, vmax=1.0)
+        else:
+            ax.imshow(np.clip(shown, 0.0, 1.0))
+    delta = adversarial - image
+    d = delta if delta.ndim == 2 else delta.mean(axis=-1)
+    scale = amplify if amplify is not None else 1.0 / max(float(np.abs(d).max()), 1e-12)
+    axes[2].imshow(d * scale, cmap="seismic", vmin=-1.0, vmax=1.0)
+    if amplify is not None:
+        axes[2].set_title(f"×{amplify:g}", fontsize=8)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
 
 
 # ---------------------------------------------------------------------------------------------

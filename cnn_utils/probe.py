@@ -22,6 +22,17 @@ import tensorflow as tf
 
 from cnn_utils import _checks
 
+__all__ = [
+    "ensure_built",
+    "features",
+    "gradient",
+    "last_feature_layer",
+    "layer",
+    "layer_model",
+    "model_input",
+    "penultimate_layer",
+]
+
 _NOT_FEATURE_LAYERS = (
     keras.layers.Dropout,
     keras.layers.SpatialDropout2D,

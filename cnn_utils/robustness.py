@@ -1,9 +1,10 @@
 """Evaluation: robust accuracy, epsilon sweeps, transfer matrices, loss surfaces, Lp distances.
 
 The attacks themselves are in :mod:`cnn_utils.attacks`; this module measures what they do to a
-model. The names ``lp_distance``, ``predict_labels``, ``predict_with_confidence``,
-``robust_accuracy``, ``epsilon_sweep``, ``transfer_matrix`` and ``loss_surface`` also import
-from :mod:`cnn_utils.attacks`, where the course introduced them.
+model. The attacks that score every iterate live here too (:func:`apgd`, and the PGD with early
+exit behind :func:`robust_accuracy`), as do the AutoAttack-style protocol
+(:func:`evaluate_robustness`) and the checks for gradient masking
+(:func:`gradient_masking_checks`).
 """
 
 from __future__ import annotations
@@ -13,15 +14,16 @@ import functools
 import inspect
 import time
 from collections.abc import Callable, Mapping, Sequence
+from typing import NamedTuple
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from cnn_utils import _checks
+from cnn_utils._attack_settings import AttackSettings
 from cnn_utils.attacks import (
     ATTACKS,
-    AttackSettings,
     fgsm,
     loss_gradient_fn,
     model_cache,
@@ -30,6 +32,23 @@ from cnn_utils.attacks import (
     random_in_ball,
     steepest_step,
 )
+
+__all__ = [
+    "LOSSES",
+    "RobustnessReport",
+    "apgd",
+    "epsilon_sweep",
+    "evaluate_robustness",
+    "gradient_masking_checks",
+    "loss_surface",
+    "lp_distance",
+    "predict_labels",
+    "predict_with_confidence",
+    "resolve_attack",
+    "robust_accuracy",
+    "transfer_matrix",
+    "transfer_summary",
+]
 
 # ---------------------------------------------------------------------------------------------
 # Distances and predictions
@@ -244,10 +263,9 @@ def _fraction(share: float, steps) -> tf.Tensor:
     return tf.maximum(tf.cast(share * steps, tf.int32), 1)
 
 
-def _apgd_core(model_ref, norm, loss, x, y, target, epsilon, num_steps, lo, hi, seed, rho):
-    """Auto-PGD (Croce & Hein 2020, Algorithm 1) with early exit; see :func:`apgd`."""
-    grad_fn = _loss_gradient_fn(model_ref(), loss)
-    n, steps = tf.shape(x)[0], tf.cast(num_steps, tf.float32)
+def _apgd_start(x, epsilon, norm, lo, hi, seed):
+    """APGD's random start ``x^(0)``: noise scaled to the sphere of radius ``epsilon``, clipped."""
+    n = tf.shape(x)[0]
     noise = (
         tf.random.stateless_uniform(tf.shape(x), seed, -1.0, 1.0)
         if norm == "linf"
@@ -256,12 +274,25 @@ def _apgd_core(model_ref, norm, loss, x, y, target, epsilon, num_steps, lo, hi, 
     scale = tf.reduce_max(tf.abs(noise), axis=tf.range(1, tf.rank(x)), keepdims=True)
     if norm == "l2":
         scale = tf.norm(tf.reshape(noise, [n, -1]), axis=1)[(...,) + (None,) * (len(x.shape) - 1)]
-    x_adv = tf.clip_by_value(x + epsilon * noise / tf.maximum(scale, 1e-12), lo, hi)
-    logits, losses, grad = grad_fn(x_adv, y, target)
+    return tf.clip_by_value(x + epsilon * noise / tf.maximum(scale, 1e-12), lo, hi)
+
+
+_APGD_SHARED = ("i", "work", "since", "period", "broken", "x_out")
+"""Entries of APGD's loop state that do not shrink with the working set."""
+
+
+def _apgd_state(x, y, target, x_adv, logits, losses, grad, epsilon, steps) -> dict:
+    """The loop state after the start is scored: every example is its own best point so far.
+
+    ``eta`` is the step size (``2 * epsilon`` at first), ``period`` the length of the first
+    checkpoint interval (22 % of the steps), ``rises`` the steps of the current interval on
+    which the loss rose, ``reduced`` whether the step was halved at the last checkpoint.
+    """
+    n = tf.shape(x)[0]
     fooled = tf.not_equal(tf.argmax(logits, -1, output_type=tf.int32), y)
     broken, x_out = _record(fooled, tf.range(n), x_adv, tf.zeros([n], tf.bool), x)
     ones = tf.ones([n], tf.float32)
-    state = {
+    return {
         "i": tf.constant(0),
         "work": n,
         "since": tf.constant(0),
@@ -284,51 +315,79 @@ def _apgd_core(model_ref, norm, loss, x, y, target, epsilon, num_steps, lo, hi, 
         "reduced": ones > 0.0,
         "eta": 2.0 * epsilon * ones,
     }
-    shrinking = tuple(
-        k for k in state if k not in ("i", "work", "since", "period", "broken", "x_out")
+
+
+def _apgd_step(s: dict, grad_fn, norm, epsilon, lo, hi):
+    """One iteration of Algorithm 1: the step, its loss and gradient, the best point so far.
+
+    Returns the new state and which examples the new iterate fools.
+    """
+    s = dict(s)
+    expand = (slice(None),) + (None,) * (len(s["x"].shape) - 1)
+    x, x_adv, eta = s["x"], s["x_adv"], s["eta"][expand]
+    # z^(k+1) = P(x^(k) + eta grad), then x^(k+1) = P(x^(k) + alpha (z - x^(k)) + (1 - alpha)
+    # (x^(k) - x^(k-1))).
+    z = tf.clip_by_value(
+        project(x_adv + eta * steepest_step(s["grad"], norm), x, epsilon, norm), lo, hi
     )
-    expand = (slice(None),) + (None,) * (len(x.shape) - 1)
+    alpha = tf.where(s["i"] > 0, 0.75, 1.0)  # momentum 0.75, none on the first step
+    x_new = x_adv + alpha * (z - x_adv) + (1.0 - alpha) * (x_adv - s["x_prev"])
+    s["x_prev"], s["x_adv"] = x_adv, tf.clip_by_value(project(x_new, x, epsilon, norm), lo, hi)
+    logits, losses, s["grad"] = grad_fn(s["x_adv"], s["y"], s["target"])
+    s["work"] += tf.size(s["idx"])
+    fooled = tf.not_equal(tf.argmax(logits, -1, output_type=tf.int32), s["y"])
+    s["broken"], s["x_out"] = _record(fooled, s["idx"], s["x_adv"], s["broken"], s["x_out"])
+    # The best point: x_max and f_max where the loss beats the best so far.
+    better = losses > s["loss_best"]
+    s["x_best"] = tf.where(better[expand], s["x_adv"], s["x_best"])
+    s["grad_best"] = tf.where(better[expand], s["grad"], s["grad_best"])
+    s["loss_best"] = tf.maximum(losses, s["loss_best"])
+    s["rises"] += tf.cast(losses > s["loss_prev"], tf.float32)
+    s["loss_prev"], s["i"], s["since"] = losses, s["i"] + 1, s["since"] + 1
+    return s, fooled
+
+
+def _apgd_checkpoint(s: dict, rho, steps) -> dict:
+    """Algorithm 1's checkpoints: halve the step and restart from the best point where needed."""
+    expand = (slice(None),) + (None,) * (len(s["x"].shape) - 1)
+    # Checkpoint: halve the step and restart from the best point where the loss rose in
+    # fewer than rho of the steps (condition 1) or the step was not cut last time and the
+    # best loss has not improved since (condition 2).
+    at_check = tf.equal(s["since"], s["period"])
+    stalled = tf.logical_and(tf.logical_not(s["reduced"]), s["loss_at_check"] >= s["loss_best"])
+    cut = tf.logical_and(
+        at_check, tf.logical_or(s["rises"] <= rho * tf.cast(s["since"], tf.float32), stalled)
+    )
+    s["eta"] = tf.where(cut, s["eta"] / 2.0, s["eta"])
+    s["x_adv"] = tf.where(cut[expand], s["x_best"], s["x_adv"])
+    s["x_prev"] = tf.where(cut[expand], s["x_best"], s["x_prev"])
+    s["grad"] = tf.where(cut[expand], s["grad_best"], s["grad"])
+    s["reduced"] = tf.where(at_check, cut, s["reduced"])
+    s["loss_at_check"] = tf.where(at_check, s["loss_best"], s["loss_at_check"])
+    s["rises"] = tf.where(at_check, 0.0, s["rises"])
+    # The next checkpoint: the period shrinks by 3 % of the steps, to at least 6 %.
+    shorter = tf.maximum(s["period"] - _fraction(0.03, steps), _fraction(0.06, steps))
+    s["period"] = tf.where(at_check, shorter, s["period"])
+    s["since"] = tf.where(at_check, 0, s["since"])
+    return s
+
+
+def _apgd_core(model_ref, norm, loss, x, y, target, epsilon, num_steps, lo, hi, seed, rho):
+    """Auto-PGD (Croce & Hein 2020, Algorithm 1) with early exit; see :func:`apgd`."""
+    grad_fn = _loss_gradient_fn(model_ref(), loss)
+    steps = tf.cast(num_steps, tf.float32)
+    x_adv = _apgd_start(x, epsilon, norm, lo, hi, seed)
+    logits, losses, grad = grad_fn(x_adv, y, target)
+    state = _apgd_state(x, y, target, x_adv, logits, losses, grad, epsilon, steps)
+    shrinking = tuple(k for k in state if k not in _APGD_SHARED)
 
     def body(s):
-        s = dict(s)
-        x, x_adv, eta = s["x"], s["x_adv"], s["eta"][expand]
-        z = tf.clip_by_value(
-            project(x_adv + eta * steepest_step(s["grad"], norm), x, epsilon, norm), lo, hi
-        )
-        alpha = tf.where(s["i"] > 0, 0.75, 1.0)  # momentum 0.75, none on the first step
-        x_new = x_adv + alpha * (z - x_adv) + (1.0 - alpha) * (x_adv - s["x_prev"])
-        s["x_prev"], s["x_adv"] = x_adv, tf.clip_by_value(project(x_new, x, epsilon, norm), lo, hi)
-        logits, losses, s["grad"] = grad_fn(s["x_adv"], s["y"], s["target"])
-        s["work"] += tf.size(s["idx"])
-        fooled = tf.not_equal(tf.argmax(logits, -1, output_type=tf.int32), s["y"])
-        s["broken"], s["x_out"] = _record(fooled, s["idx"], s["x_adv"], s["broken"], s["x_out"])
-        better = losses > s["loss_best"]
-        s["x_best"] = tf.where(better[expand], s["x_adv"], s["x_best"])
-        s["grad_best"] = tf.where(better[expand], s["grad"], s["grad_best"])
-        s["loss_best"] = tf.maximum(losses, s["loss_best"])
-        s["rises"] += tf.cast(losses > s["loss_prev"], tf.float32)
-        s["loss_prev"], s["i"], s["since"] = losses, s["i"] + 1, s["since"] + 1
-        # Checkpoint: halve the step and restart from the best point where the loss rose in
-        # fewer than rho of the steps (condition 1) or the step was not cut last time and the
-        # best loss has not improved since (condition 2).
-        at_check = tf.equal(s["since"], s["period"])
-        stalled = tf.logical_and(tf.logical_not(s["reduced"]), s["loss_at_check"] >= s["loss_best"])
-        cut = tf.logical_and(
-            at_check, tf.logical_or(s["rises"] <= rho * tf.cast(s["since"], tf.float32), stalled)
-        )
-        s["eta"] = tf.where(cut, s["eta"] / 2.0, s["eta"])
-        s["x_adv"] = tf.where(cut[expand], s["x_best"], s["x_adv"])
-        s["x_prev"] = tf.where(cut[expand], s["x_best"], s["x_prev"])
-        s["grad"] = tf.where(cut[expand], s["grad_best"], s["grad"])
-        s["reduced"] = tf.where(at_check, cut, s["reduced"])
-        s["loss_at_check"] = tf.where(at_check, s["loss_best"], s["loss_at_check"])
-        s["rises"] = tf.where(at_check, 0.0, s["rises"])
-        shorter = tf.maximum(s["period"] - _fraction(0.03, steps), _fraction(0.06, steps))
-        s["period"] = tf.where(at_check, shorter, s["period"])
-        s["since"] = tf.where(at_check, 0, s["since"])
+        s, fooled = _apgd_step(s, grad_fn, norm, epsilon, lo, hi)
+        s = _apgd_checkpoint(s, rho, steps)
         return _shrink(s, shrinking, tf.logical_not(fooled))
 
     s = _loop(lambda s: s["i"] < num_steps, body, state, shrinking)
+    # Every example still standing ends at its highest-loss point x_max.
     x_out = tf.tensor_scatter_nd_update(s["x_out"], s["idx"][:, None], s["x_best"])
     return s["broken"], x_out, s["work"]
 
@@ -858,35 +917,16 @@ def loss_surface(
             pixels outside the clip range, or a bad range); a model that does not return
             logits; or a loss whose gradient at ``x`` is zero everywhere.
     """
-    x = np.asarray(x, dtype=np.float32)
-    if x.ndim >= 2 and x.shape[0] == 1:
-        x = x[0]
-    if x.ndim < 1 or (x.ndim == 4):
-        raise ValueError(f"x must be one input. Received: x with shape {x.shape}")
+    x = _one_input(x)
     seed = _checks.seed(seed)
     batch_size = _checks.batch_size(batch_size)
-    alphas = np.asarray(alphas, dtype=np.float32).reshape(-1)
-    betas = alphas if betas is None else np.asarray(betas, dtype=np.float32).reshape(-1)
-    if alphas.size == 0 or betas.size == 0:
-        raise ValueError("alphas and betas must not be empty.")
-    if not (np.all(np.isfinite(alphas)) and np.all(np.isfinite(betas))):
-        raise ValueError("alphas and betas must be finite. Received: NaN or Inf values")
+    alphas, betas = _surface_axes(alphas, betas)
     clip = _checks.flag("clip", clip)
     lo, hi = _checks.clip_range(clip_value_min, clip_value_max)
     batch_x = _checks.images(x[np.newaxis], value_range=(lo, hi) if clip else None)
     classes = _checks.logits_model(model, batch_x)
     label = _checks.class_index(y, 1, classes, name="y")
-    grad = loss_gradient_fn(model)(batch_x, label)
-    g = np.sign(np.asarray(grad[0], dtype=np.float32))
-    if not g.any():
-        raise ValueError(
-            "The loss gradient at x is zero everywhere (does the model's output depend on "
-            "its input?), so there is no attack direction to draw. Received: a model whose "
-            "loss does not change with x at this input"
-        )
-    r = np.random.default_rng(seed).choice(np.array([-1.0, 1.0], np.float32), size=x.shape)
-    g_dot = float(np.sum(g * g))
-    g_perp = r - (np.sum(r * g) / g_dot) * g if g_dot > 0 else r
+    g, g_perp = _surface_directions(model, batch_x, label, seed)
     grid_a, grid_b = np.meshgrid(alphas, betas)
     points = (
         x[np.newaxis]
@@ -895,21 +935,63 @@ def loss_surface(
     ).astype(np.float32)
     if clip:
         points = np.clip(points, lo, hi)
-    losses, preds = [], []
-    for batch in _batches(points, batch_size):
-        logits = tf.cast(model(tf.constant(batch), training=False), tf.float32)
-        labels = tf.fill([tf.shape(logits)[0]], label[0])
-        losses.append(np.asarray(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)))
-        preds.append(np.asarray(tf.argmax(logits, axis=-1)))
-    shape = grid_a.shape
+    loss, pred = _losses_and_predictions(model, points, label[0], batch_size)
     return {
         "alphas": alphas,
         "betas": betas,
-        "loss": np.concatenate(losses).reshape(shape),
-        "pred": np.concatenate(preds).reshape(shape),
+        "loss": loss.reshape(grid_a.shape),
+        "pred": pred.reshape(grid_a.shape),
         "g": g,
         "g_perp": g_perp.astype(np.float32),
     }
+
+
+def _one_input(x) -> np.ndarray:
+    """``x`` as one float32 input without a batch axis (a batch of one is unwrapped)."""
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim >= 2 and x.shape[0] == 1:
+        x = x[0]
+    if x.ndim < 1 or (x.ndim == 4):
+        raise ValueError(f"x must be one input. Received: x with shape {x.shape}")
+    return x
+
+
+def _surface_axes(alphas, betas) -> tuple[np.ndarray, np.ndarray]:
+    """The steps along ``g`` and ``g_perp``, float32 vectors (``betas`` defaults to ``alphas``)."""
+    alphas = np.asarray(alphas, dtype=np.float32).reshape(-1)
+    betas = alphas if betas is None else np.asarray(betas, dtype=np.float32).reshape(-1)
+    if alphas.size == 0 or betas.size == 0:
+        raise ValueError("alphas and betas must not be empty.")
+    if not (np.all(np.isfinite(alphas)) and np.all(np.isfinite(betas))):
+        raise ValueError("alphas and betas must be finite. Received: NaN or Inf values")
+    return alphas, betas
+
+
+def _surface_directions(model, batch_x, label, seed) -> tuple[np.ndarray, np.ndarray]:
+    """The plane's directions: ``g`` (FGSM's sign of the gradient) and ``g_perp`` (random, ⟂ g)."""
+    grad = loss_gradient_fn(model)(batch_x, label)
+    g = np.sign(np.asarray(grad[0], dtype=np.float32))
+    if not g.any():
+        raise ValueError(
+            "The loss gradient at x is zero everywhere (does the model's output depend on "
+            "its input?), so there is no attack direction to draw. Received: a model whose "
+            "loss does not change with x at this input"
+        )
+    r = np.random.default_rng(seed).choice(np.array([-1.0, 1.0], np.float32), size=g.shape)
+    g_dot = float(np.sum(g * g))
+    g_perp = r - (np.sum(r * g) / g_dot) * g if g_dot > 0 else r
+    return g, g_perp
+
+
+def _losses_and_predictions(model, points, label, batch_size) -> tuple[np.ndarray, np.ndarray]:
+    """Cross-entropy of ``label`` and the predicted class at every point, a batch at a time."""
+    losses, preds = [], []
+    for batch in _batches(points, batch_size):
+        logits = tf.cast(model(tf.constant(batch), training=False), tf.float32)
+        labels = tf.fill([tf.shape(logits)[0]], label)
+        losses.append(np.asarray(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)))
+        preds.append(np.asarray(tf.argmax(logits, axis=-1)))
+    return np.concatenate(losses), np.concatenate(preds)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -993,91 +1075,112 @@ def evaluate_robustness(
         ValueError: A bad argument (the message names it), labels that do not match ``x``, or a
             model that does not return logits.
     """
-    import pandas as pd
-
-    settings = AttackSettings(
-        epsilon,
-        num_steps,
-        None,
-        norm,
-        clip_value_min=clip_value_min,
-        clip_value_max=clip_value_max,
-        seed=_checks.integer("seed", seed, minimum=0),
-    )
+    settings = _protocol_settings(epsilon, num_steps, norm, clip_value_min, clip_value_max, seed)
     target_classes = _checks.integer("target_classes", target_classes, minimum=0)
     batch_size = _checks.batch_size(batch_size)
     verbose = _checks.one_of("verbose", verbose, (0, 1))
     x_all, labels = _checked_batch(model, x, y, settings)
-    n = len(labels)
-    if n == 0:
+    if len(labels) == 0:
         raise ValueError("x must hold at least one example. Received: 0 examples")
     classes = int(model(x_all[:1], training=False).shape[-1])
-    x_np, labels = np.asarray(x_all), np.asarray(labels)
-    start = time.perf_counter()
-    robust = predict_labels(model, x_np, batch_size) == labels
-    x_adv = x_np.copy()
-    broken_by = np.where(robust, "", "clean").astype(object)
-    rows = [
-        {
-            "stage": "clean",
-            "accuracy": robust.mean(),
-            "broken": int((~robust).sum()),
-            "seconds": time.perf_counter() - start,
-            "passes_per_example": 0.0,
-        }
-    ]
-    if verbose:
-        print(f"clean: accuracy {robust.mean():.4f} ({n} examples)")
+    protocol = _Protocol(model, np.asarray(x_all), np.asarray(labels), settings, batch_size)
+    protocol.clean_stage(verbose)
+    for run, (stage, loss, rank) in enumerate(_protocol_stages(target_classes, classes)):
+        protocol.attack_stage(stage, loss, rank, run, verbose)
+    return protocol.report()
+
+
+def _protocol_settings(epsilon, num_steps, norm, lo, hi, seed) -> AttackSettings:
+    """The APGD settings of every stage of :func:`evaluate_robustness`, checked."""
+    seed = _checks.integer("seed", seed, minimum=0)
+    return AttackSettings(
+        epsilon, num_steps, None, norm, clip_value_min=lo, clip_value_max=hi, seed=seed
+    )
+
+
+def _protocol_stages(target_classes: int, classes: int) -> list[tuple[str, str, int]]:
+    """``(stage, loss, target rank)`` of each attack stage: APGD-CE, then one APGD-T per target.
+
+    The targeted stages need at least 3 classes (the DLR loss ranks three logits).
+    """
     stages = [("apgd-ce", "ce", 2)]
-    stages += [
+    if classes < 3:
+        return stages
+    return stages + [
         (f"apgd-t (target {r - 1})", "dlr_targeted", r)
         for r in range(2, min(target_classes, classes - 1) + 2)
     ]
-    for run, (stage, loss, rank) in enumerate(stages):
-        if loss == "dlr_targeted" and classes < 3:
-            break
-        start, work, index = time.perf_counter(), 0, np.flatnonzero(robust)
+
+
+@dataclasses.dataclass
+class _Protocol:
+    """The running state of :func:`evaluate_robustness`: the survivors, worst inputs and table."""
+
+    model: Callable
+    x: np.ndarray
+    labels: np.ndarray
+    settings: AttackSettings
+    batch_size: int
+    robust: np.ndarray | None = None
+    x_adv: np.ndarray | None = None
+    broken_by: np.ndarray | None = None
+    rows: list = dataclasses.field(default_factory=list)
+
+    def _add_row(self, stage: str, broken: int, seconds: float, passes: float) -> None:
+        self.rows.append(
+            {
+                "stage": stage,
+                "accuracy": self.robust.mean(),
+                "broken": broken,
+                "seconds": seconds,
+                "passes_per_example": passes,
+            }
+        )
+
+    def clean_stage(self, verbose: int) -> None:
+        """The model's own errors: the examples every attack stage starts from."""
+        start = time.perf_counter()
+        self.robust = predict_labels(self.model, self.x, self.batch_size) == self.labels
+        self.x_adv = self.x.copy()
+        self.broken_by = np.where(self.robust, "", "clean").astype(object)
+        self._add_row("clean", int((~self.robust).sum()), time.perf_counter() - start, 0.0)
+        if verbose:
+            print(f"clean: accuracy {self.robust.mean():.4f} ({len(self.labels)} examples)")
+
+    def attack_stage(self, stage: str, loss: str, rank: int, run: int, verbose: int) -> None:
+        """One APGD run on the examples still standing, a batch at a time."""
+        start, work, index = time.perf_counter(), 0, np.flatnonzero(self.robust)
         broken_count = 0
-        for begin in range(0, len(index), batch_size):
-            chunk = index[begin : begin + batch_size]
+        for begin in range(0, len(index), self.batch_size):
+            chunk = index[begin : begin + self.batch_size]
             broken, x_out, passes = _run_apgd(
-                model,
-                tf.constant(x_np[chunk]),
-                tf.constant(labels[chunk]),
-                settings,
+                self.model,
+                tf.constant(self.x[chunk]),
+                tf.constant(self.labels[chunk]),
+                self.settings,
                 loss,
                 rank,
                 0.75,
                 run,
             )
-            x_adv[chunk] = np.asarray(x_out)
-            robust[chunk[broken]] = False
-            broken_by[chunk[broken]] = stage
+            self.x_adv[chunk] = np.asarray(x_out)
+            self.robust[chunk[broken]] = False
+            self.broken_by[chunk[broken]] = stage
             work, broken_count = work + passes, broken_count + int(broken.sum())
         seconds = time.perf_counter() - start
-        rows.append(
-            {
-                "stage": stage,
-                "accuracy": robust.mean(),
-                "broken": broken_count,
-                "seconds": seconds,
-                "passes_per_example": work / max(len(index), 1),
-            }
-        )
+        self._add_row(stage, broken_count, seconds, work / max(len(index), 1))
         if verbose:
-            print(f"{stage}: accuracy {robust.mean():.4f} (broke {broken_count}, {seconds:.1f} s)")
-    total = sum(row["seconds"] for row in rows)
-    rows.append(
-        {
-            "stage": "final",
-            "accuracy": robust.mean(),
-            "broken": int((~robust).sum()),
-            "seconds": total,
-            "passes_per_example": np.nan,
-        }
-    )
-    table = pd.DataFrame(rows).set_index("stage")
-    return RobustnessReport(robust, x_adv, broken_by.astype(str), table)
+            accuracy = self.robust.mean()
+            print(f"{stage}: accuracy {accuracy:.4f} (broke {broken_count}, {seconds:.1f} s)")
+
+    def report(self) -> RobustnessReport:
+        """The report, its table ending with a ``final`` row (the total time)."""
+        import pandas as pd
+
+        total = sum(row["seconds"] for row in self.rows)
+        self._add_row("final", int((~self.robust).sum()), total, np.nan)
+        table = pd.DataFrame(self.rows).set_index("stage")
+        return RobustnessReport(self.robust, self.x_adv, self.broken_by.astype(str), table)
 
 
 def gradient_masking_checks(
@@ -1151,8 +1254,19 @@ def gradient_masking_checks(
     Raises:
         ValueError: A bad argument (the message names it).
     """
-    import pandas as pd
+    epsilon, tolerance, restarts, strong, strong_gap, epsilons = _masking_arguments(
+        epsilon, tolerance, restarts, strong, strong_gap, epsilons
+    )
+    suite = _MaskingAttacks(model, x, y, norm, num_steps, batch_size, seed, restarts)
+    white = suite.white_box(epsilon, strong, strong_steps, target_classes)
+    single = suite.fgsm(epsilon)
+    transfer = None if source_model is None else suite.pgd(epsilon, source=source_model)
+    sweep = suite.sweep(epsilons, epsilon, white.pgd)
+    return _masking_table(white, single, transfer, sweep, tolerance, strong_gap)
 
+
+def _masking_arguments(epsilon, tolerance, restarts, strong, strong_gap, epsilons) -> tuple:
+    """The numbers of :func:`gradient_masking_checks`, checked; the default sweep filled in."""
     epsilon = _checks.number("epsilon", epsilon, positive=True)
     tolerance = _checks.number("tolerance", tolerance, minimum=0.0)
     restarts = _checks.integer("restarts", restarts, minimum=0)
@@ -1161,89 +1275,147 @@ def gradient_masking_checks(
     if epsilons is None:
         epsilons = [epsilon * f for f in (0.0, 0.25, 0.5, 1.0, 1.5, 2.0)] + [1.0]
     epsilons = sorted({_checks.number("epsilons", e, minimum=0.0) for e in epsilons})
-    common = {"norm": norm, "batch_size": batch_size, "verbose": 0}
+    return epsilon, tolerance, restarts, strong, strong_gap, epsilons
 
-    def pgd_accuracy(eps, target=model, source=model, details=False):
-        kwargs = dict(epsilon=eps, num_steps=num_steps, step_size=2.5 * eps / num_steps, seed=seed)
-        if source is target:
+
+class _WhiteBox(NamedTuple):
+    """The white-box accuracy at the claimed radius, as :func:`gradient_masking_checks` has it."""
+
+    pgd: float  # PGD alone
+    accuracy: float  # the number the rows compare: PGD's, or the worst case with the protocol
+    strong: float | None  # evaluate_robustness's accuracy, or None without strong=True
+    name: str  # what ``accuracy`` is, for the table
+    robust: np.ndarray  # a bool per example: not broken by any white-box attack
+
+
+@dataclasses.dataclass
+class _MaskingAttacks:
+    """The attacks of :func:`gradient_masking_checks`, all on the same examples and settings."""
+
+    model: Callable
+    x: object
+    y: object
+    norm: str
+    num_steps: int
+    batch_size: int
+    seed: int
+    restarts: int
+    labels: np.ndarray = dataclasses.field(init=False)
+    common: dict = dataclasses.field(init=False)
+
+    def __post_init__(self):
+        """Check the batch size and the labels; the options every call shares."""
+        self.batch_size = _checks.batch_size(self.batch_size)
+        self.labels = np.asarray(_checks.labels(self.y, len(self.x)))
+        self.common = {"norm": self.norm, "batch_size": self.batch_size, "verbose": 0}
+
+    def pgd(self, eps, source=None, details=False):
+        """PGD accuracy at ``eps``: white-box, or of examples made on ``source`` (transfer)."""
+        step_size = 2.5 * eps / self.num_steps
+        kwargs = dict(epsilon=eps, num_steps=self.num_steps, step_size=step_size, seed=self.seed)
+        if source is None or source is self.model:
             return robust_accuracy(
-                target, x, y, "pgd", restarts=restarts, return_details=details, **common, **kwargs
+                self.model,
+                self.x,
+                self.y,
+                "pgd",
+                restarts=self.restarts,
+                return_details=details,
+                **self.common,
+                **kwargs,
             )
+        label_batches = [
+            self.labels[i : i + self.batch_size]
+            for i in range(0, len(self.labels), self.batch_size)
+        ]
+        batches = zip(_batches(self.x, self.batch_size), label_batches, strict=True)
         x_adv = np.concatenate(
-            [
-                np.asarray(pgd(source, xb, yb, norm=norm, **kwargs))
-                for xb, yb in zip(_batches(x, batch_size), label_batches, strict=True)
-            ]
+            [np.asarray(pgd(source, xb, yb, norm=self.norm, **kwargs)) for xb, yb in batches]
         )
-        return float(np.mean(predict_labels(target, x_adv, batch_size) == labels))
+        return float(np.mean(predict_labels(self.model, x_adv, self.batch_size) == self.labels))
 
-    batch_size = _checks.batch_size(batch_size)
-    labels = np.asarray(_checks.labels(y, len(x)))
-    label_batches = [labels[i : i + batch_size] for i in range(0, len(labels), batch_size)]
-    rows = {}
-    pgd_white, pgd_details = pgd_accuracy(epsilon, details=True)
-    white, strong_acc, name = pgd_white, None, "PGD"
-    robust_white = pgd_details["robust"]
-    if strong:
+    def clean(self) -> float:
+        """The clean accuracy."""
+        return robust_accuracy(self.model, self.x, self.y, None, **self.common)
+
+    def fgsm(self, eps) -> float:
+        """FGSM accuracy at ``eps``."""
+        return robust_accuracy(self.model, self.x, self.y, "fgsm", epsilon=eps, **self.common)
+
+    def white_box(self, epsilon, strong: bool, strong_steps, target_classes) -> _WhiteBox:
+        """PGD at ``epsilon``; with ``strong``, also the worst case with the strong protocol."""
+        pgd_white, details = self.pgd(epsilon, details=True)
+        if not strong:
+            return _WhiteBox(pgd_white, pgd_white, None, "PGD", details["robust"])
         report = evaluate_robustness(
-            model,
-            x,
-            y,
+            self.model,
+            self.x,
+            self.y,
             epsilon,
-            norm,
+            self.norm,
             num_steps=strong_steps,
             target_classes=target_classes,
-            batch_size=batch_size,
-            seed=seed,
+            batch_size=self.batch_size,
+            seed=self.seed,
             verbose=0,
         )
-        strong_acc = report.accuracy
-        robust_white = pgd_details["robust"] & report.robust
-        white = float(np.mean(robust_white))
+        robust = details["robust"] & report.robust
         name = "worst of PGD and APGD"
-    single = robust_accuracy(model, x, y, "fgsm", epsilon=epsilon, **common)
-    rows["iterative <= single step"] = (
-        white <= single + tolerance,
-        f"{name} {white:.4f} vs FGSM {single:.4f}",
-    )
-    transfer = None
-    if source_model is None:
+        return _WhiteBox(pgd_white, float(np.mean(robust)), report.accuracy, name, robust)
+
+    def sweep(self, epsilons, epsilon, at_epsilon: float) -> dict:
+        """PGD accuracy at every radius (the clean accuracy at 0, ``at_epsilon`` at ``epsilon``)."""
+        accuracies = {}
+        for e in epsilons:
+            if e == epsilon:
+                accuracies[e] = at_epsilon
+            elif e > 0:
+                accuracies[e] = self.pgd(e)
+            else:
+                accuracies[e] = self.clean()
+        return accuracies
+
+
+def _masking_table(white: _WhiteBox, single, transfer, sweep: dict, tolerance, strong_gap):
+    """The checks' table: one row per symptom (a fifth with the strong protocol), and attrs."""
+    import pandas as pd
+
+    rows = {
+        "iterative <= single step": (
+            white.accuracy <= single + tolerance,
+            f"{white.name} {white.accuracy:.4f} vs FGSM {single:.4f}",
+        )
+    }
+    if transfer is None:
         rows["white-box <= transfer"] = (None, "skipped: no source_model")
     else:
-        transfer = pgd_accuracy(epsilon, source=source_model)
         rows["white-box <= transfer"] = (
-            white <= transfer + tolerance,
-            f"white-box {white:.4f} vs transfer {transfer:.4f}",
+            white.accuracy <= transfer + tolerance,
+            f"white-box {white.accuracy:.4f} vs transfer {transfer:.4f}",
         )
-    sweep = [
-        pgd_white
-        if e == epsilon
-        else pgd_accuracy(e)
-        if e > 0
-        else robust_accuracy(model, x, y, None, **common)
-        for e in epsilons
-    ]
+    epsilons, accuracies = list(sweep), list(sweep.values())
     rows["accuracy -> 0 as eps grows"] = (
-        sweep[-1] <= 0.05,
-        f"PGD {sweep[-1]:.4f} at eps={epsilons[-1]:g}",
+        accuracies[-1] <= 0.05,
+        f"PGD {accuracies[-1]:.4f} at eps={epsilons[-1]:g}",
     )
-    rises = [b - a for a, b in zip(sweep[:-1], sweep[1:], strict=True)]
-    text = ", ".join(f"{e:g}: {a:.4f}" for e, a in zip(epsilons, sweep, strict=True))
+    rises = [b - a for a, b in zip(accuracies[:-1], accuracies[1:], strict=True)]
+    text = ", ".join(f"{e:g}: {a:.4f}" for e, a in sweep.items())
     rows["accuracy monotone in eps"] = (max(rises, default=0.0) <= tolerance, text)
-    if strong:
+    if white.strong is not None:
         rows["PGD vs the strong protocol"] = (
-            pgd_white - white <= strong_gap,
-            f"PGD {pgd_white:.4f}, APGD-CE + APGD-T {strong_acc:.4f}, worst case {white:.4f}",
+            white.pgd - white.accuracy <= strong_gap,
+            f"PGD {white.pgd:.4f}, APGD-CE + APGD-T {white.strong:.4f}, "
+            f"worst case {white.accuracy:.4f}",
         )
     frame = pd.DataFrame.from_dict(rows, orient="index", columns=["passed", "numbers"])
     frame.index.name = "check"
     frame.attrs.update(
-        pgd=pgd_white,
+        pgd=white.pgd,
         fgsm=single,
         transfer=transfer,
-        white_box=white,
-        strong=strong_acc,
-        sweep=dict(zip(epsilons, sweep, strict=True)),
-        robust=robust_white,
+        white_box=white.accuracy,
+        strong=white.strong,
+        sweep=sweep,
+        robust=white.robust,
     )
     return frame

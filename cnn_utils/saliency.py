@@ -31,6 +31,21 @@ import tensorflow as tf
 
 from cnn_utils import _checks, probe
 
+__all__ = [
+    "RELU_RULES",
+    "backprop_gradients",
+    "cam",
+    "deconvnet",
+    "grad_cam",
+    "gradient_saliency",
+    "guided_backprop",
+    "guided_grad_cam",
+    "normalize_maps",
+    "occlusion",
+    "relu_backward",
+    "smoothgrad",
+]
+
 _EPS = 1e-12
 
 

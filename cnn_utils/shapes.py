@@ -20,6 +20,20 @@ import numpy as np
 
 from cnn_utils import _checks
 
+__all__ = [
+    "conv2d_mult_adds",
+    "conv2d_params",
+    "conv_output_size",
+    "dense_mult_adds",
+    "dense_params",
+    "layer_mult_adds",
+    "mult_adds_table",
+    "pool2d_ops",
+    "pool_output_size",
+    "receptive_field",
+    "shape_trace",
+]
+
 
 def _size_pair(argname: str, value: int | Sequence[int]) -> tuple[int, int]:
     """A 2-D size given as one positive int or a (height, width) pair, as Keras accepts it."""

@@ -10,11 +10,12 @@ The cache survives ordinary accidents. Files are written to temporary names in t
 folder and renamed into place; the JSON sidecar records the SHA-256 of the ``.keras`` file, so
 a truncated, emptied or overwritten model or sidecar (or a process killed between the two
 renames) is detected on load and the model is trained again with a one-line warning. A lock
-file beside the model makes a second process wait for the first one's training and then load
-its result; a cache folder that cannot be written is reported before any training starts.
+file beside the model (``filelock``: Linux, macOS and Windows) makes a second process wait for
+the first one's training and then load its result; a cache folder that cannot be written is
+reported before any training starts.
 
-The course's own models also ship with the package (:data:`SHIPPED_DIR`: weights only, a
-manifest with each file's SHA-256 and cache key; ``make weights`` rewrites them). On a cache
+The course's own models also ship with the package (:mod:`cnn_utils.shipped`: weights only,
+a manifest with each file's SHA-256 and cache key; ``make weights`` rewrites them). On a cache
 miss, :func:`cached_model` looks there first: when the manifest holds the same key (the same
 architecture and settings) and the file's hash matches, the weights are loaded into the freshly
 built model and written to the cache, so nothing trains. ``CNN_UTILS_SHIPPED=0`` turns this off.
@@ -22,36 +23,60 @@ built model and written to the cache, so nothing trains. ``CNN_UTILS_SHIPPED=0``
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import hashlib
 import json
+import math
 import os
 import re
 import secrets
+import shutil
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
+import filelock
 import keras
 
-from cnn_utils import _checks, config, data, models
+from cnn_utils import _checks, config, data, models, shipped
 
-try:  # POSIX; elsewhere the atomic renames alone keep the cache valid.
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None
+__all__ = [
+    "TRAINED_MODELS",
+    "CacheWarning",
+    "NonFiniteError",
+    "StopOnNonFinite",
+    "TrainingProbe",
+    "architecture",
+    "cache_key",
+    "cached_model",
+    "compile_classifier",
+    "cosine_schedule",
+    "gradient_norms",
+    "ship_cached_models",
+    "train_classifier",
+    "trained",
+    "trained_settings",
+]
 
-_FORMAT = 1  # layout of the JSON sidecar
+_FORMAT = shipped.MANIFEST_FORMAT  # layout of the JSON sidecar
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _TEMPORARY = re.compile(r"^(?P<stem>.+)\.tmp-(?P<pid>\d+)-[0-9a-f]+\.(?:keras|json)$")
 _STALE_SECONDS = 3600.0  # a temporary file this old belongs to no running save
+_MAX_NAME = 100  # characters of a cache name: the file name adds about 60 more
+_FULL = (errno.ENOSPC, errno.EDQUOT)  # the disk (or the quota) is full
+# Models trained (or loaded from the shipped weights) that the cache could not store, by file:
+# a second call in the same session returns them instead of training again.
+_UNSAVED: dict[str, tuple[keras.Model, dict]] = {}
 
 
 class CacheWarning(UserWarning):
     """A cached model file was unusable (truncated, corrupt, incomplete) and is rebuilt."""
+
+
+class NonFiniteError(FloatingPointError):
+    """Training produced a non-finite (NaN or Inf) loss or weight; the model is not cached."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -180,7 +205,7 @@ def _writable(folder: Path) -> OSError | None:
     try:
         handle, probe = tempfile.mkstemp(dir=folder, prefix=".write-test-")
     except OSError as error:
-        if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS, *_FULL):
             return error
         raise
     os.close(handle)
@@ -225,29 +250,20 @@ def _clean_temporaries(folder: Path, stem: str) -> None:
             pass
 
 
-@contextlib.contextmanager
-def _locked(lock_path: Path, verbose: int, name: str) -> Iterator[None]:
-    """Hold an exclusive lock on ``lock_path`` (created if needed) for the ``with`` body."""
-    handle = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+def _lock(lock_path: Path, verbose: int, name: str) -> filelock.FileLock:
+    """An exclusive lock on ``lock_path`` (Linux, macOS and Windows), acquired when returned.
+
+    A second process asking for the same model waits here (saying so once) until the first
+    one has trained and saved it, then loads its file.
+    """
+    lock = filelock.FileLock(lock_path)
     try:
-        if fcntl is not None:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                if verbose:
-                    print(f"Waiting for another process that is training {name!r}...")
-                fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(handle)  # releases the lock
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        lock.acquire(blocking=False)
+    except filelock.Timeout:
+        if verbose:
+            print(f"Waiting for another process that is training {name!r}...")
+        lock.acquire()
+    return lock
 
 
 def _fsync(path: Path) -> None:
@@ -284,7 +300,7 @@ def _load(path: Path, sidecar: Path, key: str) -> tuple[keras.Model, dict] | Non
     if record is not None:
         if not path.exists():
             problem = "the .keras file is missing"
-        elif _sha256(path) != record["sha256"]:
+        elif shipped.sha256(path) != record["sha256"]:
             problem = "the .keras file is truncated or was overwritten (checksum mismatch)"
         else:
             try:
@@ -292,6 +308,8 @@ def _load(path: Path, sidecar: Path, key: str) -> tuple[keras.Model, dict] | Non
             except Exception as error:  # noqa: BLE001 - any failure means "rebuild"
                 first_line = str(error).strip().splitlines()[0][:160] if str(error) else ""
                 problem = f"Keras could not load it: {type(error).__name__}: {first_line}"
+            if model is not None and _non_finite_weight(model) is not None:
+                model, problem = None, f"its weight {_non_finite_weight(model)} is NaN or Inf"
     if model is None:
         warnings.warn(
             f"Cached model {path} is unusable ({problem}); training it again.",
@@ -312,7 +330,7 @@ def _save(model: keras.Model, info: dict, key: str, path: Path, sidecar: Path) -
     try:
         model.save(tmp_model)
         _fsync(tmp_model)
-        record = {"format": _FORMAT, "key": key, "sha256": _sha256(tmp_model), "info": info}
+        record = {"format": _FORMAT, "key": key, "sha256": shipped.sha256(tmp_model), "info": info}
         with open(tmp_sidecar, "w", encoding="utf-8") as stream:
             json.dump(record, stream, indent=1)
             stream.flush()
@@ -338,22 +356,9 @@ def _file_stem(name: str, settings: dict, key: str) -> str:
 # Shipped weights: the course's trained models, hash-pinned, in the package
 # ---------------------------------------------------------------------------------------------
 
-SHIPPED_DIR = Path(__file__).resolve().parent / "shipped"
-"""Folder of the shipped weights (``<stem>.weights.h5``) and their ``manifest.json``."""
 
-SHIPPED_BUDGET_BYTES = 25_000_000
-"""The most the shipped weights may weigh together (checked by the tests and ``make weights``)."""
-
-
-def _manifest(folder: Path) -> dict:
-    """The manifest's ``models`` table (stem -> entry), empty if there is no manifest."""
-    path = folder / "manifest.json"
-    if not path.exists():
-        return {}
-    record = json.loads(path.read_text(encoding="utf-8"))
-    if not isinstance(record, dict) or record.get("format") != _FORMAT:
-        raise ValueError(f"{path} is not a manifest of shipped weights (format {_FORMAT})")
-    return dict(record.get("models", {}))
+def _shipped_warning(message: str) -> None:
+    warnings.warn(f"{message}; {shipped.FIX}.", CacheWarning, stacklevel=4)
 
 
 def _from_shipped(model: keras.Model, stem: str, key: str) -> dict | None:
@@ -361,26 +366,43 @@ def _from_shipped(model: keras.Model, stem: str, key: str) -> dict | None:
 
     ``None`` when shipping is off (``CNN_UTILS_SHIPPED=0``), nothing is shipped for this stem,
     or the shipped file belongs to other settings (another key: the recipe changed since
-    ``make weights``). A shipped file whose hash differs from the manifest's is refused with a
-    :class:`CacheWarning` (the model is then trained).
+    ``make weights``). The manifest is read once; a broken manifest, a bad entry for ``stem``,
+    a file whose hash differs from the manifest's, or weights that Keras cannot load into the
+    model give one :class:`CacheWarning` naming the problem and the fix, and ``None`` (the
+    model then trains, from its own initial weights).
     """
     if not config.use_shipped():
         return None
-    entry = _manifest(SHIPPED_DIR).get(stem)
-    if entry is None or entry.get("key") != key:
+    manifest = shipped.load()
+    entry = manifest.entries.get(stem)
+    if entry is None:
+        if manifest.error is not None:
+            _shipped_warning(f"No shipped weights are used: {manifest.error}")
+        elif stem in manifest.bad:
+            _shipped_warning(f"Skipped {manifest.bad[stem]}; training the model instead")
         return None
-    weights = SHIPPED_DIR / entry["file"]
-    if not weights.exists() or _sha256(weights) != entry["sha256"]:
-        warnings.warn(
+    if entry["key"] != key:
+        return None
+    weights = shipped.SHIPPED_DIR / entry["file"]
+    if not shipped.verified(entry):
+        _shipped_warning(
             f"Shipped weights {weights} are missing or do not match their manifest (sha256); "
-            "training the model instead.",
-            CacheWarning,
-            stacklevel=3,
+            "training the model instead"
         )
         return None
-    model.load_weights(weights)
-    if entry.get("compile_config"):
-        model.compile_from_config(entry["compile_config"])
+    initial = model.get_weights()
+    try:
+        model.load_weights(weights)
+        if entry.get("compile_config"):
+            model.compile_from_config(entry["compile_config"])
+    except Exception as error:  # noqa: BLE001 - any failure: train from the initial weights
+        model.set_weights(initial)
+        first_line = (str(error).strip().splitlines() or [""])[0][:160]
+        _shipped_warning(
+            f"Shipped weights {weights} do not fit the model {stem!r} ({type(error).__name__}: "
+            f"{first_line}); training the model instead"
+        )
+        return None
     return {**entry["info"], "shipped": True}
 
 
@@ -397,7 +419,7 @@ def ship_cached_models(
     Args:
         cache_folder: A cache folder written by :func:`cached_model`.
         mode: ``"fast"`` or ``"full"``: which notebook mode trained these models.
-        folder: Where to write (default :data:`SHIPPED_DIR`).
+        folder: Where to write (default :data:`cnn_utils.shipped.SHIPPED_DIR`).
         keep: Keep the shipped entries of ``mode`` that ``cache_folder`` does not hold.
 
     Returns:
@@ -405,22 +427,28 @@ def ship_cached_models(
 
     Raises:
         ValueError: A bad mode, a cache folder without models, or shipped weights over
-            :data:`SHIPPED_BUDGET_BYTES` in all.
+            :data:`cnn_utils.shipped.SHIPPED_BUDGET_BYTES` in all.
     """
     mode = _checks.one_of("mode", mode, ("fast", "full"))
     cache_folder = Path(cache_folder)
-    folder = SHIPPED_DIR if folder is None else Path(folder)
+    folder = shipped.SHIPPED_DIR if folder is None else Path(folder)
     found = {}
     for sidecar in sorted(cache_folder.glob("*.json")):
         record, _ = _read_record(sidecar, key=None)
         model_path = sidecar.with_suffix(".keras")
-        if record is None or not model_path.exists() or _sha256(model_path) != record["sha256"]:
+        if (
+            record is None
+            or not model_path.exists()
+            or shipped.sha256(model_path) != record["sha256"]
+        ):
             continue
         found[sidecar.stem] = (record, keras.models.load_model(model_path))
     if not found:
         raise ValueError(f"cache_folder holds no cached models. Received: {cache_folder}")
     folder.mkdir(parents=True, exist_ok=True)
-    table = {k: v for k, v in _manifest(folder).items() if keep or v.get("mode") != mode}
+    table = {
+        k: v for k, v in shipped.read_manifest(folder).items() if keep or v.get("mode") != mode
+    }
     for old in folder.glob("*.weights.h5"):
         if old.name not in {entry["file"] for entry in table.values()}:
             old.unlink()
@@ -434,21 +462,19 @@ def ship_cached_models(
             "file": target.name,
             "mode": mode,
             "key": record["key"],
-            "sha256": _sha256(target),
+            "sha256": shipped.sha256(target),
             "bytes": target.stat().st_size,
             "compile_config": model.get_compile_config() if model.compiled else None,
             "info": info,
         }
     total = sum(entry["bytes"] for entry in table.values())
-    if total > SHIPPED_BUDGET_BYTES:
+    if total > shipped.SHIPPED_BUDGET_BYTES:
         raise ValueError(
             f"The shipped weights would weigh {total / 1e6:.1f} MB, over the budget of "
-            f"{SHIPPED_BUDGET_BYTES / 1e6:.0f} MB. Received: cache_folder={cache_folder}"
+            f"{shipped.SHIPPED_BUDGET_BYTES / 1e6:.0f} MB. Received: cache_folder={cache_folder}"
         )
-    manifest = {"format": _FORMAT, "models": dict(sorted(table.items()))}
-    text = json.dumps(manifest, indent=1, sort_keys=True, allow_nan=True)
-    (folder / "manifest.json").write_text(text + "\n", encoding="utf-8")
-    return manifest["models"]
+    shipped.write_manifest(table, folder)
+    return dict(sorted(table.items()))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -497,11 +523,43 @@ def cached_model(
             result that are not JSON-able, or ``build`` not returning a Keras model.
         PermissionError: The cache folder cannot be written and holds no valid copy (raised
             before training; the message names the folder and ``CNN_UTILS_CACHE``).
+        NonFiniteError: Training left a NaN or Inf weight (the model is not cached).
+
+    Warns:
+        CacheWarning: A damaged cache entry or shipped file (rebuilt), or a model that could
+            not be saved (a full disk: the model is returned all the same, and kept for the
+            session; the warning names the folder, its free space and ``CNN_UTILS_CACHE``).
     """
-    if not isinstance(name, str) or not _NAME.match(name):
+    settings, seed = _checked_cache_arguments(name, build, fit, settings)
+    verbose = _checks.integer("verbose", verbose, minimum=0)
+    return_info = _checks.flag("return_info", return_info)
+    folder = _cache_folder(name)
+    config.set_seed(seed)
+    model = build()
+    if not isinstance(model, keras.Model):
+        raise ValueError(f"build must return a keras.Model. Received: {model!r}")
+    key = cache_key(model, settings)
+    path = folder / f"{_file_stem(name, settings, key)}.keras"
+    problem = _writable(folder)
+    if problem is not None and problem.errno not in _FULL:  # read-only: serve what it holds
+        loaded = _load_read_only(model, key, path, name, problem)
+        return _finish(*loaded, from_cache=True, verbose=verbose, return_info=return_info)
+    # A full disk cannot even hold the lock file: train (and warn when saving fails).
+    lock = _lock(path.with_suffix(".lock"), verbose, name) if problem is None else None
+    try:
+        model, info, from_cache = _load_or_train(model, fit, settings, key, path, name)
+    finally:
+        if lock is not None:
+            lock.release()
+    return _finish(model, info, from_cache=from_cache, verbose=verbose, return_info=return_info)
+
+
+def _checked_cache_arguments(name, build, fit, settings) -> tuple[dict, int]:
+    """:func:`cached_model`'s arguments checked: the canonical settings and the seed."""
+    if not isinstance(name, str) or not _NAME.match(name) or len(name) > _MAX_NAME:
         raise ValueError(
-            "name must be a non-empty string of letters, digits, '_', '.' and '-' (it starts "
-            f"the file name). Received: name={name!r}"
+            "name must be a non-empty string of letters, digits, '_', '.' and '-', at most "
+            f"{_MAX_NAME} characters (it starts the file name). Received: name={name!r}"
         )
     for argname, value in (("build", build), ("fit", fit)):
         if not callable(value):
@@ -509,48 +567,84 @@ def cached_model(
     if not isinstance(settings, dict):
         raise ValueError(f"settings must be a dict. Received: settings={settings!r}")
     settings = json.loads(_canonical_json(settings, "settings"))
-    verbose = _checks.integer("verbose", verbose, minimum=0)
-    return_info = _checks.flag("return_info", return_info)
     seed = _checks.integer("settings['seed']", settings.get("seed", config.DEFAULT_SEED), minimum=0)
+    return settings, seed
 
-    folder = _cache_folder(name)
-    config.set_seed(seed)
-    model = build()
-    if not isinstance(model, keras.Model):
-        raise ValueError(f"build must return a keras.Model. Received: {model!r}")
-    key = cache_key(model, settings)
-    stem = _file_stem(name, settings, key)
-    path = folder / f"{stem}.keras"
+
+def _load_read_only(model, key: str, path: Path, name: str, problem: OSError):
+    """From a cache folder that cannot be written: the cached file, else the shipped weights."""
+    loaded = _load(path, path.with_suffix(".json"), key)
+    if loaded is not None:
+        return loaded
+    info = _from_shipped(model, path.stem, key)
+    if info is None:
+        raise _not_writable(path.parent, name, problem)
+    return model, {**info, "path": str(shipped.SHIPPED_DIR / f"{path.stem}.weights.h5")}
+
+
+def _load_or_train(model, fit, settings: dict, key: str, path: Path, name: str):
+    """Under the model's lock: the cached file, else the shipped weights, else ``fit``.
+
+    Returns ``(model, info, from_cache)``; whatever was not in the cache is saved there. A
+    model that loaded or trained is returned even when the cache cannot store it (a full disk:
+    one :class:`CacheWarning`), and kept for the rest of the session, so it never trains twice.
+    """
     sidecar = path.with_suffix(".json")
-
-    problem = _writable(folder)
-    if problem is not None:  # a read-only cache still serves the models it holds
-        loaded = _load(path, sidecar, key)
-        if loaded is None:
-            shipped = _from_shipped(model, stem, key)
-            if shipped is None:
-                raise _not_writable(folder, name, problem)
-            loaded = model, {**shipped, "path": str(SHIPPED_DIR / f"{stem}.weights.h5")}
-        return _finish(*loaded, from_cache=True, verbose=verbose, return_info=return_info)
-
-    with _locked(folder / f"{stem}.lock", verbose, name):
-        _clean_temporaries(folder, stem)
-        loaded = _load(path, sidecar, key)
-        if loaded is not None:
-            return _finish(*loaded, from_cache=True, verbose=verbose, return_info=return_info)
-        shipped = _from_shipped(model, stem, key)
-        if shipped is not None:  # the course's weights: into the cache, nothing trains
-            info = {**shipped, "path": str(path)}
-            _save(model, info, key, path, sidecar)
-            return _finish(model, info, from_cache=True, verbose=verbose, return_info=return_info)
+    if str(path) in _UNSAVED:  # trained earlier in this session; try to store it again
+        model, info = _UNSAVED[str(path)]
+        if _save_quietly(model, {**info, "path": str(path)}, key, path, sidecar):
+            del _UNSAVED[str(path)]
+            info = {**info, "path": str(path)}
+        return model, info, True
+    _clean_temporaries(path.parent, path.stem)
+    loaded = _load(path, sidecar, key)
+    if loaded is not None:
+        return *loaded, True
+    info = _from_shipped(model, path.stem, key)
+    from_cache = info is not None  # the course's weights: into the cache, nothing trains
+    if info is None:
         result = fit(model)
         if not isinstance(result, dict):
             raise ValueError(f"fit must return a dict of information. Received: {result!r}")
+        _refuse_non_finite(model, name)
         info = {"name": name, **settings, **result}
-        info.update(params=int(model.count_params()), key=key, path=str(path))
+        info.update(params=int(model.count_params()), key=key)
         info = json.loads(_canonical_json(info, "fit's result", allow_nan=True))
+    info = {**info, "path": str(path)}
+    if not _save_or_warn(model, info, key, path, name):
+        info["path"] = None
+        _UNSAVED[str(path)] = (model, info)
+    return model, info, from_cache
+
+
+def _save_quietly(model, info: dict, key: str, path: Path, sidecar: Path) -> bool:
+    try:
         _save(model, info, key, path, sidecar)
-    return _finish(model, info, from_cache=False, verbose=verbose, return_info=return_info)
+    except OSError:
+        return False
+    return True
+
+
+def _save_or_warn(model, info: dict, key: str, path: Path, name: str) -> bool:
+    """Save; when that fails, warn once (the folder, its free space, ``CNN_UTILS_CACHE``)."""
+    try:
+        _save(model, info, key, path, path.with_suffix(".json"))
+    except OSError as error:
+        try:
+            free = f"{shutil.disk_usage(path.parent).free / 1e6:,.1f} MB free"
+        except OSError:
+            free = "free space unknown"
+        warnings.warn(
+            f"The model {name!r} could not be saved in the cache folder {path.parent} "
+            f"({error.strerror or error}; {free} there). It is returned, and kept for this "
+            "session, but a new session will train it again: free some space there, or set "
+            "the environment variable CNN_UTILS_CACHE to a folder with room, e.g. "
+            "os.environ['CNN_UTILS_CACHE'] = '/tmp/cnn_utils' (read on every call).",
+            CacheWarning,
+            stacklevel=5,
+        )
+        return False
+    return True
 
 
 def _finish(model, info: dict, *, from_cache: bool, verbose: int, return_info: bool):
@@ -560,8 +654,89 @@ def _finish(model, info: dict, *, from_cache: bool, verbose: int, return_info: b
         where = "from the cache" if from_cache else "in"
         if info.get("shipped"):
             where = "(weights shipped with the course) from the cache"
-        print(f"{verb} {info['name']!r} {where}: {info['path']}")
+        if info["path"] is None:
+            print(f"Using {info['name']!r}, not cached (see the warning above).")
+        else:
+            print(f"{verb} {info['name']!r} {where}: {info['path']}")
     return (model, info) if return_info else model
+
+
+# ---------------------------------------------------------------------------------------------
+# Non-finite training: stop at the first NaN or Inf, never cache it
+# ---------------------------------------------------------------------------------------------
+
+
+def _float_weights(model: keras.Model) -> list:
+    return [w for w in model.weights if "float" in str(w.dtype)]
+
+
+def _non_finite_weight(model: keras.Model) -> str | None:
+    """The path of the first weight of ``model`` holding a NaN or an Inf, or ``None``."""
+    import numpy as np
+
+    for weight in _float_weights(model):
+        if not np.all(np.isfinite(keras.ops.convert_to_numpy(weight))):
+            return weight.path
+    return None
+
+
+def _refuse_non_finite(model: keras.Model, name: str) -> None:
+    weight = _non_finite_weight(model)
+    if weight is not None:
+        raise NonFiniteError(
+            f"Training {name!r} left the weight {weight} NaN or Inf, so the model was not "
+            "cached. Lower the learning rate, or check the data for NaN or Inf values."
+        )
+
+
+class StopOnNonFinite(keras.callbacks.Callback):
+    """Stop ``fit`` at the first non-finite loss or weight, naming the epoch and the batch.
+
+    After every training batch the reported loss and every float weight of the model are
+    checked (one compiled reduction); a NaN or an Inf raises :class:`NonFiniteError`, instead
+    of training on (Keras' ``TerminateOnNaN`` stops silently and watches the loss alone).
+    :func:`train_classifier` and :mod:`cnn_utils.defense`'s adversarial training add it.
+
+    Raises:
+        NonFiniteError: During ``fit``, at the first non-finite loss or weight.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._epoch = 0
+        self._all_finite = None
+
+    def on_train_begin(self, logs=None):
+        """Compile the check over the model's float weights."""
+        import tensorflow as tf
+
+        weights = _float_weights(self.model)
+
+        def all_finite():
+            return tf.reduce_all([tf.reduce_all(tf.math.is_finite(w)) for w in weights])
+
+        self._all_finite = tf.function(all_finite) if weights else (lambda: True)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        """Remember the epoch for the message."""
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        """Check the loss and the weights after this batch."""
+        loss = (logs or {}).get("loss")
+        loss = None if loss is None else float(loss)
+        if (loss is None or math.isfinite(loss)) and bool(self._all_finite()):
+            return
+        self.model.stop_training = True
+        weight = _non_finite_weight(self.model)
+        what = f"the loss is {loss}" if loss is not None and not math.isfinite(loss) else ""
+        if weight is not None:
+            what += (", and " if what else "") + f"the weight {weight} holds NaN or Inf"
+        raise NonFiniteError(
+            f"Training stopped at epoch {self._epoch + 1}, batch {batch + 1}: {what}. Usual "
+            "causes: a learning rate too large (the loss diverged) or a batch with NaN or Inf "
+            "values; the weights are now unusable, so build the model again before retrying."
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -627,7 +802,8 @@ def train_classifier(
 
     Adam with a cosine-decayed learning rate (:func:`cosine_schedule`, to 5 % of
     ``learning_rate``), cross-entropy from logits, the dataset's validation split (if any) for
-    validation curves.
+    validation curves. Training stops at the first NaN or Inf loss or weight
+    (:class:`StopOnNonFinite`).
 
     Args:
         model: A model that outputs logits.
@@ -644,6 +820,7 @@ def train_classifier(
     Raises:
         ValueError: A non-positive number of epochs, batch size or learning rate, a dataset
             that is not a :class:`~cnn_utils.data.Dataset`, or a bad ``verbose``.
+        NonFiniteError: The loss or a weight became NaN or Inf (naming the epoch and batch).
     """
     epochs = _checks.positive_int("epochs", epochs)
     batch_size = _checks.batch_size(batch_size)
@@ -662,6 +839,7 @@ def train_classifier(
         epochs=epochs,
         validation_data=dataset.validation_data,
         verbose=verbose,
+        callbacks=[StopOnNonFinite()],
     )
     seconds = time.perf_counter() - start
     _, accuracy = model.evaluate(dataset.x_test, dataset.y_test, batch_size=256, verbose=0)

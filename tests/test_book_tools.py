@@ -70,6 +70,47 @@ def test_clean_and_check_executed_notebook(tmp_path, dirty):
         assert book_tools.main(["check-progress", str(path)]) == 1
 
 
+def test_real_keras_fit_output_cleans_to_one_line_per_epoch(tmp_path):
+    """A real ``fit(verbose=1)``, stored as ipykernel does: one stream output per write.
+
+    A TensorFlow log line on stderr between two chunks of the first epoch must not keep them
+    apart; before the fix the book kept every chunk (3 bar states an epoch) and passed the check.
+    """
+    import contextlib
+    import io
+
+    import keras
+    import numpy as np
+
+    writes = []
+
+    class Chunks(io.StringIO):
+        def write(self, text):
+            writes.append(text)
+            return len(text)
+
+    x = np.random.default_rng(0).normal(size=(96, 4)).astype("float32")
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    with contextlib.redirect_stdout(Chunks()):
+        model.fit(x, (x[:, 0] > 0).astype("int32"), epochs=2, batch_size=8, verbose=1)
+    assert sum("\r" in w for w in writes) >= 4, writes  # >= 2 bar states an epoch (1/12 ...)
+    outputs = [{"output_type": "stream", "name": "stdout", "text": w} for w in writes]
+    log = "W0000 00:00:1795447953.565725   27456 local_rendezvous.cc:404] aborting\n"
+    outputs.insert(2, {"output_type": "stream", "name": "stderr", "text": log})
+    cell = {"cell_type": "code", "source": "", "metadata": {}, "outputs": outputs}
+    path = tmp_path / "nb.ipynb"
+    path.write_text(json.dumps({"cells": [cell]}))
+    assert book_tools.progress_problems(path)
+    assert book_tools.clean_progress(path) == 1
+    assert book_tools.progress_problems(path) == []
+    (stdout,) = json.loads(path.read_text())["cells"][0]["outputs"]
+    lines = [book_tools._ANSI.sub("", line) for line in stdout["text"].split("\n") if line]
+    assert len(lines) == 4, lines  # "Epoch k/2" and the final bar of each epoch
+    assert lines[0] == "Epoch 1/2" and lines[2] == "Epoch 2/2"
+    assert lines[1].startswith("12/12 ") and lines[3].startswith("12/12 ")
+
+
 def test_check_alt_counts_images_without_their_own_alt(tmp_path):
     page = tmp_path / "p.html"
     page.write_text(

@@ -38,7 +38,7 @@ def test_the_datasets_fetched_are_the_ones_the_notebook_loads():
     by_name = {p.name: colab.datasets_of(json.loads(p.read_text())) for p in colab.NOTEBOOKS}
     assert by_name["06_adversarial_training.ipynb"] == ("fashion_mnist", "mnist")
     assert by_name["03_resnet.ipynb"] == ("fashion_mnist",)
-    notebook = {"cells": [{"cell_type": "code", "source": 'models.trained("resnet")'}]}
+    notebook = {"cells": [{"cell_type": "code", "source": 'training.trained("resnet")'}]}
     assert colab.datasets_of(notebook) == ("fashion_mnist",)  # the default dataset
     assert colab.datasets_of({"cells": [{"cell_type": "code", "source": "x = 1"}]}) == ()
 

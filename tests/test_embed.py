@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from conftest import build_named_model
 
-from cnn_utils import embed, shapes
+from cnn_utils import embed, probe, shapes
 
 
 @pytest.fixture(scope="module")
@@ -16,12 +16,12 @@ def model():
 
 def test_features_default_to_the_penultimate_layer(model):
     x = np.random.default_rng(0).random((7, 8, 8, 1), dtype=np.float32)
-    assert embed.penultimate_layer(model) == "fc"  # dropout skipped
-    assert embed.features(model, x, batch_size=3).shape == (7, 5)
-    assert embed.features(model, x, batch_size=np.int64(3)).shape == (7, 5)
-    assert embed.features(model, x, "conv2").shape == (7, 8 * 8 * 4)
+    assert probe.penultimate_layer(model) == "fc"  # dropout skipped
+    assert probe.features(model, x, batch_size=3).shape == (7, 5)
+    assert probe.features(model, x, batch_size=np.int64(3)).shape == (7, 5)
+    assert probe.features(model, x, "conv2").shape == (7, 8 * 8 * 4)
     with pytest.raises(ValueError, match=r"layer_name must be one of.*'fc'"):
-        embed.features(model, x, "nope")
+        probe.features(model, x, "nope")
 
 
 def test_nearest_neighbors():
@@ -91,9 +91,9 @@ _NAN[1, 1] = np.nan
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda m, x: embed.features(m, x, batch_size=0), "batch_size must be a positive"),
-        (lambda m, x: embed.features(m, x, batch_size=1.5), "batch_size must be a positive"),
-        (lambda m, x: embed.features(m, np.full_like(x, np.nan)), "x must be finite"),
+        (lambda m, x: probe.features(m, x, batch_size=0), "batch_size must be a positive"),
+        (lambda m, x: probe.features(m, x, batch_size=1.5), "batch_size must be a positive"),
+        (lambda m, x: probe.features(m, np.full_like(x, np.nan)), "x must be finite"),
         (lambda m, x: embed.nearest_neighbors(_NAN, _DB), "queries must be finite"),
         (lambda m, x: embed.nearest_neighbors(_DB, _NAN), "database must be finite"),
         (lambda m, x: embed.nearest_neighbors(_DB, _DB, k=2.0), "k must be in"),
@@ -122,7 +122,7 @@ def test_features_and_receptive_field_under_mixed_float16():
     try:
         model = build_named_model()
         x = np.random.default_rng(0).random((5, 8, 8, 1), dtype=np.float32)
-        out = embed.features(model, x, "conv2", batch_size=2)
+        out = probe.features(model, x, "conv2", batch_size=2)
         assert out.dtype == np.float32 and out.shape == (5, 256) and np.isfinite(out).all()
         assert embed.measured_receptive_field(model, "conv2") == (5, 5, 1, 1)
         patches, _, _ = embed.top_activating_patches(model, "conv2", 0, x, k=2)
@@ -165,7 +165,7 @@ def test_transfer_frozen_trains_only_the_new_head_and_keeps_the_source():
         np.testing.assert_array_equal(before, after)
     # The frozen trunk computes the source's own penultimate features ("CNN codes").
     codes = new_model.layers[1](x, training=False)  # the chopped trunk
-    np.testing.assert_allclose(codes, embed.features(source, x), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(codes, probe.features(source, x), rtol=1e-5, atol=1e-6)
 
 
 def test_transfer_finetune_starts_from_the_source_and_scratch_does_not():

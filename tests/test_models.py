@@ -111,18 +111,6 @@ def test_small_cnn_heads_and_names():
     assert gap.layers[-1].get_config()["activation"] == "linear"  # logits, no softmax
 
 
-def test_training_names_stay_importable_from_models():
-    from cnn_utils import training
-    from cnn_utils.models import trained
-
-    assert trained is training.trained
-    for name in models._FROM_TRAINING:
-        assert getattr(models, name) is getattr(training, name)
-        assert name in dir(models)
-    with pytest.raises(AttributeError, match="no_such_thing"):
-        models.no_such_thing  # noqa: B018
-
-
 @pytest.mark.parametrize(
     ("call", "match"),
     [

@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import pytest
 
-from cnn_utils import config, data, models
+from cnn_utils import config, data, models, training
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("CNN_UTILS_CLAIMS") != "1",
@@ -34,7 +34,7 @@ def _training_loss(ds, num_residuals, residual, seed, batch_norm=True, epochs=1)
     net = models.resnet(
         widths=(8, 16, 32), num_residuals=num_residuals, residual=residual, batch_norm=batch_norm
     )
-    models.compile_classifier(net, learning_rate=1e-3)
+    training.compile_classifier(net, learning_rate=1e-3)
     history = net.fit(ds.x_train, ds.y_train, batch_size=64, epochs=epochs, verbose=0)
     return history.history["loss"][-1]
 
@@ -104,7 +104,7 @@ def test_nb01_regularisation_shrinks_the_gap():
 
 def test_nb02_reduced_googlenet_beats_small_cnn_on_the_same_budget():
     """Notebook 02, section 5: the cached GoogLeNet against small CNNs of several seeds."""
-    net, info = models.trained("googlenet", return_info=True, verbose=0)
+    net, info = training.trained("googlenet", return_info=True, verbose=0)
     budget = data.load_dataset(subset=info["subset"], seed=info["seed"])
     _, googlenet_accuracy = net.evaluate(budget.x_test, budget.y_test, verbose=0)
     for seed in SEEDS:
@@ -112,7 +112,7 @@ def test_nb02_reduced_googlenet_beats_small_cnn_on_the_same_budget():
         cnn = models.small_cnn(
             filters=(32, 64, 128), convs_per_stage=1, head="flatten", dropout=0.2
         )
-        _, _, accuracy = models.train_classifier(
+        _, _, accuracy = training.train_classifier(
             cnn,
             budget,
             epochs=info["epochs"],
@@ -126,19 +126,19 @@ def test_nb02_reduced_googlenet_beats_small_cnn_on_the_same_budget():
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_nb03_narrow_resnet_fast_accuracy_over_seeds(seed):
-    """Notebook 03, section 8: the FAST recipe of models.trained("resnet") with other seeds."""
+    """Notebook 03, section 8: the FAST recipe of training.trained("resnet") with other seeds."""
     if not config.FAST:
         pytest.skip("the threshold checked here is the FAST one (CNN_UTILS_FAST=1)")
-    _, info = models.trained("resnet", seed=seed, return_info=True, verbose=0)
+    _, info = training.trained("resnet", seed=seed, return_info=True, verbose=0)
     print(f"seed {seed}: narrow ResNet FAST test accuracy {info['test_accuracy']:.4f}")
     assert info["test_accuracy"] >= 0.87
 
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_nb01_small_cnn_fast_accuracy_over_seeds(seed):
-    """Notebook 01, section 8: the FAST recipe of models.trained("small_cnn") with other seeds."""
+    """Notebook 01, section 8: the FAST recipe of training.trained("small_cnn") with other seeds."""
     if not config.FAST:
         pytest.skip("the threshold checked here is the FAST one (CNN_UTILS_FAST=1)")
-    _, info = models.trained("small_cnn", seed=seed, return_info=True, verbose=0)
+    _, info = training.trained("small_cnn", seed=seed, return_info=True, verbose=0)
     print(f"seed {seed}: small CNN FAST test accuracy {info['test_accuracy']:.4f}")
     assert info["test_accuracy"] >= 0.84

@@ -4,7 +4,7 @@ The notebook asserts each claim once, on its first test images. Where the margin
 points (momentum's gain in transfer, transfer against random noise, the one-pixel attack), these
 tests measure the same quantity with the notebook's settings on other, disjoint subsets of the
 test set, so that the notebook's threshold is not the luck of one draw. They use the course
-models of ``models.trained`` (the notebook's own, trained on first use and then cached; FAST
+models of ``training.trained`` (the notebook's own, trained on first use and then cached; FAST
 mode). They train or load the three course models and attack hundreds of images (about a
 minute), so they run only when ``CNN_UTILS_CLAIMS=1`` (``make claims``).
 """
@@ -14,7 +14,7 @@ import os
 import numpy as np
 import pytest
 
-from cnn_utils import config, data, models, robustness
+from cnn_utils import config, data, robustness, training
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("CNN_UTILS_CLAIMS") != "1",
@@ -36,9 +36,9 @@ def random_sign_noise(model, x, y, epsilon, seed=0, **unused):
 def course():
     ds = data.load_dataset("fashion_mnist", test_subset=config.by_mode(fast=1000, full=10000))
     zoo = {
-        "small CNN": models.trained("small_cnn", dataset="fashion_mnist", verbose=0),
-        "ResNet": models.trained("resnet", dataset="fashion_mnist", verbose=0),
-        "GoogLeNet": models.trained("googlenet", dataset="fashion_mnist", verbose=0),
+        "small CNN": training.trained("small_cnn", dataset="fashion_mnist", verbose=0),
+        "ResNet": training.trained("resnet", dataset="fashion_mnist", verbose=0),
+        "GoogLeNet": training.trained("googlenet", dataset="fashion_mnist", verbose=0),
     }
     return ds, zoo
 

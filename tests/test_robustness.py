@@ -17,16 +17,6 @@ def trained():
     return train_template_model()
 
 
-def test_evaluation_names_still_import_from_attacks():
-    from cnn_utils.attacks import robust_accuracy
-
-    assert robust_accuracy is robustness.robust_accuracy
-    for name in attacks._MOVED:
-        assert getattr(attacks, name) is getattr(robustness, name)
-    with pytest.raises(AttributeError, match="no attribute 'nonexistent'"):
-        attacks.nonexistent  # noqa: B018
-
-
 def test_predict_with_confidence(model):
     x = images()
     labels_, confidences = robustness.predict_with_confidence(model, x, batch_size=5)

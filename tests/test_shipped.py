@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 from test_training import Recipe, X
 
-from cnn_utils import config, data, training
+from cnn_utils import config, data, shipped, training
 
 
 @pytest.fixture
 def shipped_folder(tmp_path, monkeypatch):
     """An empty shipped-weights folder in place of the package's, with shipping on."""
     folder = tmp_path / "shipped"
-    monkeypatch.setattr(training, "SHIPPED_DIR", folder)
+    monkeypatch.setattr(shipped, "SHIPPED_DIR", folder)
     monkeypatch.setenv("CNN_UTILS_SHIPPED", "1")
     return folder
 
@@ -104,14 +104,14 @@ def test_ship_replaces_only_its_mode_and_checks_the_budget(tmp_path, monkeypatch
     replaced = training.ship_cached_models(other, "full", shipped_folder)
     assert stem not in replaced and len(replaced) == 1  # the mode's other entries removed
     assert len(list(shipped_folder.glob("*.weights.h5"))) == 1
-    monkeypatch.setattr(training, "SHIPPED_BUDGET_BYTES", 10)
+    monkeypatch.setattr(shipped, "SHIPPED_BUDGET_BYTES", 10)
     with pytest.raises(ValueError, match="over the budget"):
         training.ship_cached_models(tmp_path / "scratch_cache", "fast", shipped_folder)
 
 
 # --- The real shipped files -------------------------------------------------------------------
 
-MANIFEST = training._manifest(training.SHIPPED_DIR)
+MANIFEST = shipped.read_manifest()
 
 # The test accuracy each notebook asserts for the course model it loads (FAST mode): 01 asserts
 # >= 0.84 for the small CNN, 03 >= 0.87 for the ResNet, 02 > 5 x chance (0.5) for the reduced
@@ -127,15 +127,15 @@ def test_shipped_files_match_their_manifest_and_budget():
     assert MANIFEST, "no shipped weights: run `make weights FAST=1`"
     total = 0
     for stem, entry in MANIFEST.items():
-        path = training.SHIPPED_DIR / entry["file"]
+        path = shipped.SHIPPED_DIR / entry["file"]
         assert path.exists(), stem
-        assert training._sha256(path) == entry["sha256"], f"{stem}: hash differs from manifest"
+        assert shipped.sha256(path) == entry["sha256"], f"{stem}: hash differs from manifest"
         assert path.stat().st_size == entry["bytes"]
         assert entry["mode"] in ("fast", "full") and len(entry["key"]) == 64
         total += entry["bytes"]
-    assert total <= training.SHIPPED_BUDGET_BYTES
+    assert total <= shipped.SHIPPED_BUDGET_BYTES
     # No stray weights files that the manifest does not list.
-    files = {p.name for p in training.SHIPPED_DIR.glob("*.weights.h5")}
+    files = {p.name for p in shipped.SHIPPED_DIR.glob("*.weights.h5")}
     assert files == {entry["file"] for entry in MANIFEST.values()}
 
 

@@ -50,10 +50,10 @@ if "google.colab" in sys.modules:
             "repository folder and set os.environ['CNN_UTILS_SOURCE'] to its path."
         )
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", source], check=True)
-{fetch}    config.doctor()
+{fetch}    doctor.report()
 """
 FETCH = """\
-    from cnn_utils import config, data
+    from cnn_utils import data, doctor
 
     for name in ({names}):
         data.load_dataset(name)  # the first call downloads it (Keras' own files)
@@ -94,9 +94,9 @@ def datasets_of(notebook: dict) -> tuple[str, ...]:
         _source(c) for c in notebook["cells"] if c["cell_type"] == "code" and not _is_ours(c)
     )
     found = set(re.findall(r"[\"'](fashion_mnist|mnist)[\"']", code))
-    defaults = r"load_dataset\(\s*(subset|\))|models\.trained\(\"(small_cnn|resnet|googlenet)\"\)"
+    defaults = r"load_dataset\(\s*(subset|\))|training\.trained\(\"(small_cnn|resnet|googlenet)\"\)"
     if re.search(defaults, code):
-        found.add("fashion_mnist")  # the default dataset of load_dataset and models.trained
+        found.add("fashion_mnist")  # the default dataset of load_dataset and training.trained
     return tuple(name for name in DATASETS if name in found)
 
 
@@ -108,7 +108,7 @@ def install_cell_source(notebook: dict, repo: str | None) -> str:
         listed = ", ".join(json.dumps(name) for name in names) + ("," if len(names) == 1 else "")
         fetch = FETCH.format(names=listed)
     else:
-        fetch = "    from cnn_utils import config\n\n"
+        fetch = "    from cnn_utils import doctor\n\n"
     return CELL.format(default=default, fetch=fetch)
 
 

@@ -18,7 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from cnn_utils import training
+from cnn_utils import shipped, training
 
 
 def collect(cache_folder: Path, mode: str, add: bool = False) -> int:
@@ -34,17 +34,17 @@ def collect(cache_folder: Path, mode: str, add: bool = False) -> int:
 
 def check() -> int:
     """Check the shipped files against the manifest and the budget; the exit code."""
-    table = training._manifest(training.SHIPPED_DIR)
+    table = shipped.read_manifest()
     total, problems = 0, []
     for stem, entry in table.items():
-        path = training.SHIPPED_DIR / entry["file"]
-        if not path.exists() or training._sha256(path) != entry["sha256"]:
+        path = shipped.SHIPPED_DIR / entry["file"]
+        if not path.exists() or shipped.sha256(path) != entry["sha256"]:
             problems.append(f"{stem}: file missing or its sha256 differs from the manifest")
         total += entry["bytes"]
     modes = sorted({entry["mode"] for entry in table.values()})
     print(f"{len(table)} shipped models ({', '.join(modes) or 'none'}), {total / 1e6:.2f} MB")
-    if total > training.SHIPPED_BUDGET_BYTES:
-        problems.append(f"{total / 1e6:.1f} MB is over the {training.SHIPPED_BUDGET_BYTES} budget")
+    if total > shipped.SHIPPED_BUDGET_BYTES:
+        problems.append(f"{total / 1e6:.1f} MB is over the {shipped.SHIPPED_BUDGET_BYTES} budget")
     for problem in problems:
         print("problem:", problem, file=sys.stderr)
     return 1 if problems else 0

@@ -29,6 +29,16 @@ from cnn_utils.exercises import (
     report,
 )
 
+__all__ = [
+    "FACE",
+    "cross_correlation",
+    "place",
+    "same_padding",
+    "separable_params",
+    "stack_shapes",
+    "tell_apart",
+]
+
 
 def _is(value: float, expected: float) -> bool:
     return close(value, expected, rel=1e-9, abs_=1e-9)

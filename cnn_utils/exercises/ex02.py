@@ -30,6 +30,16 @@ from cnn_utils.exercises import (
     report,
 )
 
+__all__ = [
+    "WIDTH_STEP",
+    "factorised_inception",
+    "googlenet_mult_adds",
+    "inception_params",
+    "matching_width",
+    "reduction_mult_adds",
+    "small_cnn_mult_adds",
+]
+
 
 def _conv(kernel: int, c_in: int, c_out: int, bias: bool = True) -> int:
     return kernel * kernel * c_in * c_out + (c_out if bias else 0)

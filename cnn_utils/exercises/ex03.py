@@ -29,6 +29,14 @@ from cnn_utils.exercises import (
     report,
 )
 
+__all__ = [
+    "block_mult_adds",
+    "bottleneck_params",
+    "preactivation_block",
+    "toy_gradient",
+    "toy_weights",
+]
+
 
 def _is(value: float, expected: float) -> bool:
     return close(value, expected, rel=1e-9, abs_=0.5)

@@ -32,6 +32,14 @@ from cnn_utils.exercises import (
     report,
 )
 
+__all__ = [
+    "grad_cam_function",
+    "occlusion_drops",
+    "occlusion_position",
+    "receptive_field",
+    "saliency_function",
+]
+
 
 def _class_indices(class_index, n: int) -> np.ndarray:
     return np.broadcast_to(np.asarray(class_index, dtype=np.int64).reshape(-1), (n,)).copy()

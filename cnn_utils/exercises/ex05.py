@@ -31,6 +31,17 @@ from cnn_utils.exercises import (
     report,
 )
 
+__all__ = [
+    "GRID_STEP",
+    "fgsm_function",
+    "fooled",
+    "linear_shift",
+    "linear_step",
+    "noise_control",
+    "smallest_epsilon",
+    "targeted",
+]
+
 
 def _predict(model, x) -> np.ndarray:
     return np.asarray(tf.argmax(model(tf.constant(x, tf.float32), training=False), axis=-1))

@@ -34,6 +34,18 @@ from cnn_utils.exercises import (
     report,
 )
 
+__all__ = [
+    "GRID_STEP",
+    "Saturated",
+    "accuracy_at",
+    "break_masked",
+    "falls_below",
+    "robust_loss",
+    "saturated",
+    "training_step",
+    "worst_case_point",
+]
+
 # ---------------------------------------------------------------------------------------------
 # 1. The inner maximisation for a linear model, by hand
 # ---------------------------------------------------------------------------------------------
