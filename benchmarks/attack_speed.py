@@ -33,7 +33,7 @@ import os
 import platform
 import statistics
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -152,7 +152,7 @@ def main() -> None:
 
     result = {
         "benchmark": "attack_speed",
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "model": args.model,
         "params": int(model.count_params()),
         "dataset": "fashion_mnist",

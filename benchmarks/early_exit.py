@@ -26,7 +26,7 @@ import json
 import os
 import platform
 import statistics
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -103,7 +103,7 @@ def main() -> None:
 
     result = {
         "benchmark": "early_exit",
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "model": args.model,
         "fast_mode_model": config.FAST,
         "dataset": "fashion_mnist",

@@ -28,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import nbformat
@@ -94,7 +94,7 @@ def measure(mode: str, state: str, notebooks: list[Path]) -> dict:
             times[notebook.name] = {
                 "seconds": round(seconds, 1),
                 "passed": passed,
-                "date": datetime.now(timezone.utc).date().isoformat(),
+                "date": datetime.now(UTC).date().isoformat(),
             }
             if junit.exists():  # seconds per section when jumping in
                 times[notebook.name]["sections"] = section_seconds(notebook, junit)
@@ -199,7 +199,7 @@ def main() -> None:
         times = measure(args.mode, args.state, [n.resolve() for n in notebooks])
         entry = results.setdefault(args.mode, {}).setdefault(args.state, {"times": {}})
         entry["times"].update(times)
-        entry["date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        entry["date"] = datetime.now(UTC).isoformat(timespec="seconds")
         entry["cpu_count"] = os.cpu_count()
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
