@@ -24,18 +24,44 @@ SLIDES_OPTS := --template slides $(TEMPLATES) --SlidesExporter.reveal_url_prefix
 	--SlidesExporter.require_js_url=requirejs/require.js --SlidesExporter.jquery_url=jquery/jquery.min.js
 NBVAL := --nbval-lax --nbval-current-env --nbval-cell-timeout=1800 -p no:cacheprovider
 
-.PHONY: setup setup-gpu lab book slides claims test test-unit test-notebooks test-full weights lint format strip clean
+.PHONY: setup lock setup-gpu lab book slides claims test test-unit test-notebooks test-full weights lint format strip clean
 
+# The Pythons the pinned set installs on: MIN_PYTHON is pyproject's requires-python, and CI
+# runs both ends (numpy 2.4 and pandas 3.1 have no 3.10 wheels, TensorFlow 2.21 no 3.14 ones).
+MIN_PYTHON := 3.11
+MAX_PYTHON := 3.13
+PY_CHECK := import sys; lo, hi = ([int(n) for n in v.split(".")] for v in ("$(MIN_PYTHON)", "$(MAX_PYTHON)")); \
+	sys.exit(not lo <= list(sys.version_info[:2]) <= hi)
+
+# The environment comes from requirements.lock: every package, pinned with its sha256.
 setup: $(STAMP)
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.lock requirements.txt pyproject.toml
+	@py=$(BIN)/python; test -x $$py || py=$(PYTHON); $$py -c '$(PY_CHECK)' || { echo "make setup: \
+	$$py is Python $$($$py -c 'import platform; print(platform.python_version())'); the course installs \
+	on Python $(MIN_PYTHON) to $(MAX_PYTHON): run make setup PYTHON=python$(MIN_PYTHON) (rm -rf $(VENV) first if it exists)" >&2; exit 1; }
+	@stale=$$(grep -v '^ *#' requirements.txt | while read -r req; do test -z "$$req" \
+		|| grep -qi "^$$req[ ;]" requirements.lock || echo "$$req"; done); test -z "$$stale" \
+		|| { echo "make setup: requirements.lock lacks" $$stale "(from requirements.txt): run make lock" >&2; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e .
-	$(BIN)/python -m ipykernel install --user --name $(KERNEL_NAME) \
-		--display-name "Python (cnn-course)" >/dev/null
+	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL_NAME) \
+		--display-name "Python (cnn-course)" --env TF_CPP_MIN_LOG_LEVEL 2 >/dev/null
 	touch $(STAMP)
+
+# Refresh requirements.lock from requirements.txt (run it after editing requirements.txt, then
+# commit both): uv resolves for every platform and every Python >= MIN_PYTHON, and
+# records the sha256 of every file of each pinned version. Packages that requirements.txt does
+# not pin keep their locked versions; `make lock UPGRADE=1` moves them to the newest.
+UV_VERSION := 0.13.9
+UV := build/uv/bin/uv
+lock:
+	test -x $(UV) || { $(PYTHON) -m venv build/uv && build/uv/bin/python -m pip install --quiet uv==$(UV_VERSION); }
+	$(UV) pip compile requirements.txt --output-file requirements.lock --universal --generate-hashes \
+		--python-version $(MIN_PYTHON) --custom-compile-command "make lock" --quiet $(if $(filter 1,$(UPGRADE)),--upgrade)
+	@echo "requirements.lock: $$(grep -c '^[a-z0-9]' requirements.lock) package versions; git diff requirements.lock shows what changed"
 
 # Linux + NVIDIA driver: TensorFlow's CUDA libraries from pip (the GPU runner uses this).
 setup-gpu: setup
