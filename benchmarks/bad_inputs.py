@@ -504,6 +504,126 @@ def embed_cases():
     case("embed", "top_activating_patches: layer typo", lambda: tap(M, "conv9", 0, X))
 
 
+# --- the newer functions: empty lists, scalars, NaN cells, empty batches, long names ----------
+
+
+def newer_function_cases():
+    """Issue 27's list: the raw errors left in the newer functions."""
+    gmc = robustness.gradient_masking_checks
+    case("robustness", "gradient_masking_checks: empty batch", lambda: gmc(M, X[:0], Y[:0], 0.1))
+    case(
+        "robustness", "gradient_masking_checks: epsilons=[]", lambda: gmc(M, X, Y, 0.1, epsilons=[])
+    )
+    case(
+        "robustness",
+        "gradient_masking_checks: epsilons=0.1",
+        lambda: gmc(M, X, Y, 0.1, epsilons=0.1),
+    )
+    case("robustness", "gradient_masking_checks: epsilon=[0.1]", lambda: gmc(M, X, Y, [0.1]))
+    ts = robustness.transfer_summary
+    import pandas as pd
+
+    good = pd.DataFrame([[0.9, 0.2], [0.3, 0.8]], index=["a", "b"], columns=["a", "b"])
+    nan_cell = good.copy()
+    nan_cell.iloc[0, 1] = np.nan
+    case("robustness", "transfer_summary: {}", lambda: ts({}))
+    case("robustness", "transfer_summary: a list", lambda: ts([good]))
+    case("robustness", "transfer_summary: a scalar table", lambda: ts({"fgsm": 0.5}))
+    case("robustness", "transfer_summary: NaN cell", lambda: ts({"fgsm": nan_cell}))
+    case("robustness", "transfer_summary: one model", lambda: ts({"fgsm": good.iloc[:1, :1]}))
+    sweep = robustness.epsilon_sweep
+    case(
+        "robustness",
+        "epsilon_sweep: epsilons=0.1",
+        lambda: sweep(M, X, Y, 0.1, ("fgsm",), verbose=0),
+    )
+    case("robustness", "epsilon_sweep: attacks=()", lambda: sweep(M, X, Y, [0.1], (), verbose=0))
+    case(
+        "robustness",
+        "epsilon_sweep: attacks='fgsm'",
+        lambda: sweep(M, X, Y, [0.1], "fgsm", verbose=0),
+    )
+    case(
+        "robustness",
+        "epsilon_sweep: empty batch",
+        lambda: sweep(M, X[:0], Y[:0], [0.1], ("fgsm",), verbose=0),
+    )
+    lp = robustness.lp_distance
+    case("robustness", "lp_distance: scalars", lambda: lp(0.5, 0.2))
+    case("robustness", "lp_distance: empty batch", lambda: lp(X[:0], X[:0]), "ok")
+    case("robustness", "lp_distance: NaN", lambda: lp(X_NAN, X))
+    case("robustness", "lp_distance: p='inf'", lambda: lp(X, X, "inf"), "ok")
+    car = maximize.caricature
+    case(
+        "maximize",
+        "caricature: batch of 2",
+        lambda: car(M, "conv2", X[:2], steps=1, verbose=0),
+        "ok",
+    )
+    case(
+        "maximize",
+        "caricature: one image without a batch axis",
+        lambda: car(M, "conv2", X[0], steps=1, verbose=0),
+    )
+    case("maximize", "caricature: empty batch", lambda: car(M, "conv2", X[:0], steps=1, verbose=0))
+    case(
+        "maximize", "caricature: NaN image", lambda: car(M, "conv2", X_NAN[:1], steps=1, verbose=0)
+    )
+    case("maximize", "caricature: layer typo", lambda: car(M, "conv9", X[:1], steps=1, verbose=0))
+    case(
+        "maximize",
+        "caricature: regularizers=None",
+        lambda: car(M, "conv2", X[:1], steps=1, regularizers=None, verbose=0),
+    )
+    cm = training.cached_model
+
+    def build():
+        return logits_model()
+
+    def fit(model):
+        return {}
+
+    case(
+        "training",
+        "cached_model: a 300-character name",
+        lambda: cm("n" * 300, build, fit, {}, verbose=0),
+    )
+    case("training", "cached_model: name ''", lambda: cm("", build, fit, {}, verbose=0))
+    case("training", "cached_model: settings=[]", lambda: cm("x", build, fit, [], verbose=0))
+    case(
+        "training",
+        "cached_model: NaN setting",
+        lambda: cm("x", build, fit, {"lr": float("nan")}, verbose=0),
+    )
+    from cnn_utils import probe
+
+    case("probe", "features: empty batch", lambda: probe.features(M, X[:0], "conv1"), "ok")
+    case("probe", "features: a scalar", lambda: probe.features(M, 0.5, "conv1"))
+    case("probe", "features: a list of images", lambda: probe.features(M, list(X), "conv1"), "ok")
+    nn = embed.nearest_neighbors
+    q = rng.random((4, 5))
+    case("embed", "nearest_neighbors: empty database", lambda: nn(q, q[:0], 1))
+    case("embed", "nearest_neighbors: empty queries", lambda: nn(q[:0], q, 1), "ok")
+    case("embed", "nearest_neighbors: scalar queries", lambda: nn(0.5, q, 1))
+    case("embed", "nearest_neighbors: 1-D vectors", lambda: nn(q[0], q, 1))
+    case(
+        "embed", "nearest_neighbors: NaN in the database", lambda: nn(q, np.full((4, 5), np.nan), 1)
+    )
+    case("embed", "nearest_neighbors: k=2.5", lambda: nn(q, q, 2.5))
+    occ = saliency.occlusion
+    case("saliency", "occlusion: empty batch", lambda: occ(M, X[:0], np.zeros(0, int)))
+    case(
+        "saliency",
+        "occlusion: patch larger than the image",
+        lambda: occ(M, X[:1], 0, patch_size=20),
+    )
+    case("saliency", "occlusion: baseline=nan", lambda: occ(M, X[:1], 0, baseline=float("nan")))
+    case("saliency", "occlusion: class_index=[]", lambda: occ(M, X[:1], []))
+    case("saliency", "occlusion: NaN image", lambda: occ(M, X_NAN[:1], 0))
+    ns = attacks.random_sign_noise
+    case("attacks", "random_sign_noise: norm='l1'", lambda: ns(None, X, epsilon=0.1, norm="l1"))
+
+
 # --- shapes, blocks, data, models, config -----------------------------------------------------
 
 
@@ -606,6 +726,7 @@ def classify(expect: str, thunk) -> tuple[str, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", help="write the per-case results here")
+    parser.add_argument("--only", help="run only the case builder of this name (e.g. newer)")
     args = parser.parse_args()
     for build in (
         attack_cases,
@@ -614,9 +735,11 @@ def main() -> None:
         saliency_cases,
         maximize_cases,
         embed_cases,
+        newer_function_cases,
         small_module_cases,
     ):
-        build()
+        if not args.only or args.only in build.__name__:
+            build()
     table = collections.defaultdict(collections.Counter)
     rows = []
     for module, description, expect, thunk in CASES:

@@ -53,6 +53,20 @@ def number(
     return result
 
 
+def numbers(
+    name: str, values, *, minimum: float | None = None, positive: bool = False
+) -> list[float]:
+    """A non-empty list of finite numbers (a list, tuple or 1-D array; not a single number)."""
+    if isinstance(values, (str, bytes, dict)) or np.ndim(values) != 1:
+        raise ValueError(
+            f"{name} must be a list of numbers, e.g. [0.1, 0.2]. Received: {name}={values!r}"
+        )
+    values = list(values)
+    if not values:
+        raise ValueError(f"{name} must hold at least one number. Received: {name}={values!r}")
+    return [number(name, v, minimum=minimum, positive=positive) for v in values]
+
+
 def integer(name: str, value, *, minimum: int | None = None) -> int:
     """A whole number of any integer type (not a bool, not a float), optionally ``>= minimum``."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
@@ -360,3 +374,18 @@ def logits_model(model, x=None, name: str = "model") -> int | None:
     except TypeError:
         pass
     return classes
+
+
+def finite_logits(logits, name: str = "model") -> tf.Tensor:
+    """Return ``logits`` if every value is finite; else a ``ValueError`` saying what to check.
+
+    NaN or Inf logits come from a model whose weights diverged (NaN after training) or from an
+    input that overflows; an argmax over them is a meaningless class, so nothing is computed.
+    """
+    if not bool(tf.reduce_all(tf.math.is_finite(tf.cast(logits, tf.float32)))):
+        raise ValueError(
+            f"{name} returns non-finite logits (NaN or Inf), so its predictions mean nothing: "
+            "its weights may hold NaN (a diverged training: retrain it with a smaller learning "
+            "rate), or the inputs overflow. Check np.isfinite(model(x)).all()."
+        )
+    return logits

@@ -146,8 +146,8 @@ def perturb(
     a random start and a step of ``1.25 * epsilon``. Use it inside a ``tf.function`` (a Keras
     ``train_step``, also under ``MirroredStrategy``) or through the checked :func:`fgsm`,
     :func:`pgd`, :func:`mim`. It makes no variables, calls the model with ``training=False``,
-    and returns a constant for any outer tape. Nothing is checked: pass ``epsilon >= 0``,
-    ``step_size > 0``, ``num_steps >= 1``, labels in range and ``x`` inside the clip range.
+    and returns a constant for any outer tape (NaN after a NaN gradient). Unchecked: pass
+    ``epsilon >= 0``, ``step_size > 0``, ``num_steps >= 1``, labels in range, ``x`` in range.
 
     Args:
         model: ``model(x, training=False)`` returns logits (any float dtype).
@@ -184,7 +184,7 @@ def perturb(
     gradient = loss_gradient_fn(model)
 
     def body(i, x_adv, velocity):
-        grad = gradient(x_adv, labels)
+        grad = _nan_unless_finite(gradient(x_adv, labels))
         if targeted:
             grad = -grad
         if momentum:
@@ -341,6 +341,7 @@ def random_sign_noise(
     y=None,
     epsilon: float = 0.3,
     *,
+    norm: str = "linf",
     seed: int = 0,
     clip_value_min: float = 0.0,
     clip_value_max: float = 1.0,
@@ -348,16 +349,19 @@ def random_sign_noise(
 ) -> tf.Tensor:
     """The control for every attack: ``clip(x + epsilon * s)`` with random signs ``s = +-1``.
 
-    Noise of the attack's own size (each pixel moved by exactly ``epsilon``, a corner of the
-    L-infinity ball, as FGSM's step) but in a random direction. An attack's effect counts only
-    where it exceeds this noise's. Same call as the attacks (``model`` and ``y`` are not used,
-    and further keyword arguments are ignored), so every table that takes an attack takes it.
+    Noise of the attack's own size but in a random direction: with ``norm="linf"`` each pixel
+    moves by exactly ``epsilon`` (a corner of the L-infinity ball, as FGSM's step); with
+    ``norm="l2"`` by ``epsilon / sqrt(d)`` (``d`` values per example), so the noise has L2 norm
+    ``epsilon`` before clipping, as an L2 attack's step. An attack's effect counts only where it
+    exceeds this noise's. Same call as the attacks (``model`` and ``y`` are not used, and
+    further keyword arguments are ignored), so every table that takes an attack takes it.
 
     Args:
         model: Not used (any value, ``None`` included).
         x: Float inputs in ``[clip_value_min, clip_value_max]``, shape (batch, ...).
         y: Not used.
-        epsilon: Size of the noise on every pixel, >= 0.
+        epsilon: Size of the noise, >= 0 (per pixel for L-infinity, per example for L2).
+        norm: ``"linf"`` or ``"l2"``: the ball whose size the noise has.
         seed: Seed of the signs, >= 0 (same seed, same noise).
         clip_value_min: Lower end of the valid input range.
         clip_value_max: Upper end of the valid input range.
@@ -367,15 +371,18 @@ def random_sign_noise(
         The noisy inputs, a float32 tensor shaped like ``x``.
 
     Raises:
-        ValueError: A negative or non-finite ``epsilon``, a bad seed or clip range, or ``x``
-            that is not finite or lies outside the clip range.
+        ValueError: A negative or non-finite ``epsilon``, an unknown norm, a bad seed or clip
+            range, or ``x`` that is not finite or lies outside the clip range.
     """
     del model, y, unused
     epsilon = _checks.number("epsilon", epsilon, minimum=0.0)
+    norm = _checks.one_of("norm", norm, NORMS)
     seed = _checks.integer("seed", seed, minimum=0)
     lo, hi = _checks.clip_range(clip_value_min, clip_value_max)
     x = _checks.images(x, value_range=(lo, hi))
     signs = tf.where(tf.random.stateless_uniform(tf.shape(x), seed=[seed, 0]) < 0.5, -1.0, 1.0)
+    if norm == "l2" and x.shape[0]:
+        signs /= tf.sqrt(tf.cast(tf.reduce_prod(tf.shape(x)[1:]), tf.float32))
     return tf.clip_by_value(x + epsilon * signs, lo, hi)
 
 
@@ -393,6 +400,11 @@ def _draw(normal: bool, shape, seed) -> tf.Tensor:
     if seed is None:
         return tf.random.normal(shape) if normal else tf.random.uniform(shape)
     return (tf.random.stateless_normal if normal else tf.random.stateless_uniform)(shape, seed)
+
+
+def _nan_unless_finite(grad: tf.Tensor) -> tf.Tensor:
+    """``grad`` with every NaN or Inf entry made NaN, so a bad gradient shows in the result."""
+    return tf.where(tf.math.is_finite(grad), grad, tf.constant(float("nan"), grad.dtype))
 
 
 def _logits(model, x: tf.Tensor) -> tf.Tensor:
@@ -475,4 +487,28 @@ def run_attack(model: Callable, x, y, settings: AttackSettings) -> tf.Tensor:
     if switches not in cache:  # one per model and switch; numbers are tensors: no retracing
         core = functools.partial(_compiled_core, ref, switches)
         cache[switches] = tf.function(core, reduce_retracing=True)
-    return cache[switches](x, labels, settings.numbers())
+    x_adv = cache[switches](x, labels, settings.numbers())
+    if not bool(tf.reduce_all(tf.math.is_finite(x_adv))):
+        raise _non_finite_error(model, x)
+    return x_adv
+
+
+def _non_finite_error(model, x) -> ValueError:
+    """The error for an attack whose gradient was NaN or Inf, naming the likely cause."""
+    policy = getattr(getattr(model, "dtype_policy", None), "compute_dtype", "float32")
+    if policy in ("float16", "bfloat16"):
+        return ValueError(
+            f"The loss or its input gradient is NaN or Inf under a {policy} policy. float16 "
+            "overflow: run the attack under a float32 policy "
+            "(keras.mixed_precision.set_global_policy('float32') before building or loading "
+            "the model)."
+        )
+    if not bool(tf.reduce_all(tf.math.is_finite(_logits(model, x)))):
+        return ValueError(
+            "model returns non-finite logits (NaN or Inf) on x, so no attack is possible: its "
+            "weights may hold NaN (a diverged training); check np.isfinite(model(x))."
+        )
+    return ValueError(
+        "The input gradient of the loss is NaN or Inf although the logits are finite (a "
+        "layer whose derivative overflows); the attack would return NaN images."
+    )

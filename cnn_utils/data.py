@@ -230,23 +230,51 @@ def _corrupted_message(key: str, corrupted: list[str], error: BaseException) -> 
         f"({type(error).__name__}: {first_line}).",
         "Corrupted:",
     ]
-    lines += [f"  {path}  ({os.path.getsize(path):,} bytes)" for path in corrupted]
-    removal = " ".join(f"'{path}'" for path in corrupted)
+    lines += [
+        f"  {path}  "
+        + (f"({os.path.getsize(path):,} bytes)" if os.path.isfile(path) else "(deleted by Keras)")
+        for path in corrupted
+    ]
+    present = [path for path in corrupted if os.path.isfile(path)]
+    removal = " ".join(f"'{path}'" for path in present)
+    first = (
+        f"Delete the corrupted file (rm {removal}) so that Keras downloads it again"
+        if present
+        else "Keras deleted the corrupted file, and fetching a new copy failed; get it again"
+    )
     lines.append(
-        f"Delete the corrupted file (rm {removal}) so that Keras downloads it again from "
-        f"{DATASETS[key].origin}, or offline copy a good copy into the cache, e.g.\n"
-        f"  cp -r ../shared/keras_home/datasets {config.keras_home()}/"
+        f"{first} from {DATASETS[key].origin}, or offline copy a good copy into the cache, e.g.\n"
+        f"  cp -r <folder with the course's datasets>/datasets {config.keras_home()}/"
     )
     return "\n".join(lines)
+
+
+def _fetch_verified(key: str) -> None:
+    """Fetch (or find) the files of ``key`` through Keras with their published SHA-256.
+
+    Keras' own MNIST loader passes the file's hash; its Fashion-MNIST loader does not, so its
+    four files are fetched here first with ``keras.utils.get_file(..., file_hash=...)`` into the
+    folder the loader reads (a download that differs from the published file is refused).
+    """
+    spec = DATASETS[key]
+    if key != "fashion_mnist":
+        return
+    for relative, digest in zip(spec.files, spec.sha256, strict=True):
+        folder, name = os.path.split(relative)
+        keras.utils.get_file(name, origin=spec.origin + name, cache_subdir=folder, file_hash=digest)
 
 
 @lru_cache(maxsize=4)
 def _load_raw(key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     loader = getattr(keras.datasets, DATASETS[key].module).load_data
+    # Found before Keras sees them: Keras deletes a cached file whose hash differs, and then
+    # only the failed download would be reported.
+    damaged = _corrupted_files(key)
     try:
+        _fetch_verified(key)
         (x_train, y_train), (x_test, y_test) = loader()
     except Exception as error:  # Keras raises a bare Exception on a failed download.
-        corrupted = _corrupted_files(key)
+        corrupted = damaged or _corrupted_files(key)
         if corrupted:
             raise DatasetCorruptedError(_corrupted_message(key, corrupted, error)) from error
         raise DatasetUnavailableError(_unavailable_message(key, error)) from error

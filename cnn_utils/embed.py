@@ -64,7 +64,10 @@ def nearest_neighbors(queries, database, k: int = 5, *, exclude_self: bool = Fal
     exclude_self = _checks.flag("exclude_self", exclude_self)
     q = _checks.images(queries, name="queries").numpy()
     db = _checks.images(database, name="database").numpy()
-    q, db = q.reshape(len(q), -1), db.reshape(len(db), -1)
+    if len(db) == 0:
+        raise ValueError("database must hold at least one vector. Received: 0 vectors")
+    q = q.reshape(len(q), int(np.prod(q.shape[1:])))  # also for 0 queries
+    db = db.reshape(len(db), int(np.prod(db.shape[1:])))
     if q.shape[1] != db.shape[1]:
         raise ValueError(
             "queries and database must have the same dimension. Received: "
@@ -73,6 +76,8 @@ def nearest_neighbors(queries, database, k: int = 5, *, exclude_self: bool = Fal
     extra = 1 if exclude_self else 0
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= len(db) - extra:
         raise ValueError(f"k must be in [1, {len(db) - extra}]. Received: k={k!r}")
+    if len(q) == 0:
+        return np.zeros((0, int(k)), dtype=np.int64)
     index = NearestNeighbors(n_neighbors=k + extra).fit(db)
     _, found = index.kneighbors(q)
     if exclude_self:

@@ -137,7 +137,8 @@ def pixel_model(name: str = "vgg16", weights: str | None = "imagenet") -> keras.
         attribute ``pretrained`` (``False`` for random or stand-in weights).
 
     Raises:
-        ValueError: An unknown architecture.
+        ValueError: An unknown architecture, or a weights path with no file there (raised
+            even when stand-in weights are allowed).
         WeightsUnavailableError: The weights cannot be fetched and ``CNN_UTILS_STANDIN_WEIGHTS``
             is not set.
     """
@@ -145,6 +146,12 @@ def pixel_model(name: str = "vgg16", weights: str | None = "imagenet") -> keras.
     if weights is not None and not isinstance(weights, (str, os.PathLike)):
         raise ValueError(
             f"weights must be 'imagenet', None or a file path. Received: weights={weights!r}"
+        )
+    if weights is not None and weights != "imagenet" and not os.path.isfile(weights):
+        # Checked before any stand-in: a mistyped path must not turn into random weights.
+        raise ValueError(
+            f"weights must be 'imagenet', None or an existing weights file; there is no file "
+            f"at that path. Received: weights={weights!r}"
         )
     base, pretrained = _base(name, weights)
     pixels = keras.Input(INPUT_SHAPE, name="pixels")

@@ -965,6 +965,13 @@ def caricature(
             :func:`optimize_input`.
     """
     image = _pixels(image, "image")
+    if len(image) == 0:
+        raise ValueError("image must hold at least one image. Received: 0 images")
+    if isinstance(regularizers, (str, bytes)) or not isinstance(regularizers, (list, tuple)):
+        raise ValueError(
+            "regularizers must be a list of regularisers, e.g. [L2(1e-3)], or [] for none. "
+            f"Received: regularizers={regularizers!r}"
+        )
     seed = _checks.seed(seed)
     target = probe.features(model, image, layer_name, flatten=False)
     return optimize_input(

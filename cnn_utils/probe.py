@@ -117,11 +117,32 @@ def layer(model: keras.Model, layer_name: str, *, name: str = "layer_name") -> k
     return model.get_layer(layer_name)
 
 
-def _symbolic_output(model: keras.Model, key):
+def _sequential_outputs(model: keras.Sequential) -> dict:
+    """Every layer's output in one fresh pass over a Sequential model's layers from its input.
+
+    ``layer.output`` is the layer's output in the *first* graph it was called in; a Sequential
+    model built again (``model.build(...)`` after ``keras.Input``, common in tutorials) has a
+    new input, so that output would belong to another graph. Calling the layers again from the
+    current input (weights shared, as in any functional model) gives one connected graph.
+    """
+    tensor, found = model_input(model), {}
+    for each in model.layers:
+        tensor = each(tensor)
+        found[each.name] = tensor
+    return found
+
+
+def _symbolic_output(model: keras.Model, key, outputs: dict | None = None):
     if key is None:
-        return model.outputs[0]
+        return model.outputs[0] if outputs is None else list(outputs.values())[-1]
     if isinstance(key, str):
-        return layer(model, key).output
+        found = layer(model, key)
+        return found.output if outputs is None else outputs[found.name]
+    if outputs is not None:  # a layer's input (``layer.input``): the previous layer's output
+        previous = [model_input(model), *outputs.values()]
+        for index, each in enumerate(model.layers):
+            if each.input is key:
+                return previous[index]
     return key  # a symbolic tensor of the model's graph, e.g. a layer's input
 
 
@@ -142,10 +163,11 @@ def layer_model(model: keras.Model, outputs) -> keras.Model:
             symbolic inputs.
     """
     ensure_built(model)
+    fresh = _sequential_outputs(model) if isinstance(model, keras.Sequential) else None
     if isinstance(outputs, (list, tuple)):
-        tensors = [_symbolic_output(model, key) for key in outputs]
+        tensors = [_symbolic_output(model, key, fresh) for key in outputs]
     else:
-        tensors = _symbolic_output(model, outputs)
+        tensors = _symbolic_output(model, outputs, fresh)
     return keras.Model(model_input(model), tensors, name=f"{model.name}_probe")
 
 
@@ -225,7 +247,7 @@ def features(
         for start in range(0, len(x), batch_size)
     ]
     out = np.concatenate(chunks) if chunks else np.zeros((0, *probe.output.shape[1:]), "float32")
-    return out.reshape(len(out), -1) if flatten else out
+    return out.reshape(len(out), int(np.prod(out.shape[1:]))) if flatten else out
 
 
 def gradient(tape: tf.GradientTape, target, source, *, what: str):

@@ -69,7 +69,7 @@ def lp_distance(x, x_adv, p=2) -> np.ndarray:
         A float64 numpy array of shape (batch,).
 
     Raises:
-        ValueError: Unknown ``p``, or different shapes.
+        ValueError: Unknown ``p``, different shapes, scalars or non-finite values.
     """
     a = np.asarray(x, dtype=np.float64)
     b = np.asarray(x_adv, dtype=np.float64)
@@ -77,7 +77,9 @@ def lp_distance(x, x_adv, p=2) -> np.ndarray:
         raise ValueError(f"x and x_adv must have the same shape. Received: {a.shape} and {b.shape}")
     if a.ndim < 1:
         raise ValueError("x must be a batch, shape (batch, ...). Received: a scalar")
-    diff = (a - b).reshape(len(a), -1)
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        raise ValueError("x and x_adv must be finite. Received: NaN or Inf values")
+    diff = (a - b).reshape(len(a), int(np.prod(a.shape[1:], dtype=np.int64)))
     if p in ("inf", "linf") or (isinstance(p, (int, float)) and p == np.inf):
         return np.abs(diff).max(axis=1, initial=0.0)
     if p in (1, 2) and not isinstance(p, bool):
@@ -102,11 +104,12 @@ def predict_labels(model: Callable, x, batch_size: int = 256) -> np.ndarray:
         An int64 numpy array of shape (n,).
 
     Raises:
-        ValueError: A non-positive ``batch_size``.
+        ValueError: A non-positive ``batch_size``, or non-finite (NaN or Inf) logits.
     """
     batch_size = _checks.batch_size(batch_size)
     out = [
-        np.asarray(tf.argmax(model(xb, training=False), axis=-1)) for xb in _batches(x, batch_size)
+        np.asarray(tf.argmax(_checks.finite_logits(model(xb, training=False)), axis=-1))
+        for xb in _batches(x, batch_size)
     ]
     return np.concatenate(out).astype(np.int64) if out else np.zeros(0, np.int64)
 
@@ -125,11 +128,13 @@ def predict_with_confidence(
         ``(labels, confidences)``: int64 and float32 numpy arrays of shape (n,).
 
     Raises:
-        ValueError: A non-positive ``batch_size``.
+        ValueError: A non-positive ``batch_size``, or non-finite (NaN or Inf) logits.
     """
     batch_size = _checks.batch_size(batch_size)
     probs = [
-        np.asarray(tf.nn.softmax(tf.cast(model(xb, training=False), tf.float32)))
+        np.asarray(
+            tf.nn.softmax(tf.cast(_checks.finite_logits(model(xb, training=False)), tf.float32))
+        )
         for xb in _batches(x, batch_size)
     ]
     if not probs:
@@ -715,9 +720,12 @@ def epsilon_sweep(
     """
     import pandas as pd
 
-    eps_list = [_checks.number("epsilons", e, minimum=0.0) for e in epsilons]
-    if not eps_list:
-        raise ValueError("epsilons must hold at least one value. Received: []")
+    eps_list = _checks.numbers("epsilons", epsilons, minimum=0.0)
+    if isinstance(attacks, (str, bytes)) or not attacks:
+        raise ValueError(
+            "attacks must be a non-empty list of attack names or a mapping name -> attack, "
+            f"e.g. ('fgsm', 'pgd'). Received: attacks={attacks!r}"
+        )
     if isinstance(attacks, Mapping):
         table = {str(name): resolve_attack(fn) for name, fn in attacks.items()}
     else:
@@ -842,17 +850,24 @@ def transfer_summary(matrices: Mapping):
     """
     import pandas as pd
 
-    if not matrices:
-        raise ValueError("matrices must be a non-empty mapping of transfer_matrix results.")
+    if not isinstance(matrices, Mapping) or not matrices:
+        raise ValueError(
+            "matrices must be a non-empty mapping of transfer_matrix results, e.g. "
+            f"{{'FGSM': transfer_matrix(...)}}. Received: matrices={matrices!r}"
+        )
     columns = {}
     for name, frame in matrices.items():
         values = np.asarray(frame, dtype=float)
         if values.ndim != 2 or values.shape[0] != values.shape[1] or values.shape[0] < 2:
             raise ValueError(
-                f"matrices[{name!r}] must be a square transfer matrix over at least two models, "
-                f"got shape {values.shape}."
+                f"matrices[{name!r}] must be a square transfer matrix over at least two models. "
+                f"Received: shape {values.shape}"
             )
-        if list(frame.index) != list(frame.columns):
+        if not np.all(np.isfinite(values)):
+            raise ValueError(
+                f"matrices[{name!r}] must hold finite success rates. Received: NaN or Inf cells"
+            )
+        if list(getattr(frame, "index", [])) != list(getattr(frame, "columns", [None])):
             raise ValueError(
                 f"matrices[{name!r}] must have the same models as rows and columns, got "
                 f"{list(frame.index)} and {list(frame.columns)}."
@@ -1274,7 +1289,7 @@ def _masking_arguments(epsilon, tolerance, restarts, strong, strong_gap, epsilon
     strong_gap = _checks.number("strong_gap", strong_gap, minimum=0.0)
     if epsilons is None:
         epsilons = [epsilon * f for f in (0.0, 0.25, 0.5, 1.0, 1.5, 2.0)] + [1.0]
-    epsilons = sorted({_checks.number("epsilons", e, minimum=0.0) for e in epsilons})
+    epsilons = sorted(set(_checks.numbers("epsilons", epsilons, minimum=0.0)))
     return epsilon, tolerance, restarts, strong, strong_gap, epsilons
 
 

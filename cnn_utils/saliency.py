@@ -230,6 +230,8 @@ def occlusion(
     x, indices = _inputs(model, x, class_index)
     x, indices = x.numpy(), indices.numpy()
     n, height, width, _ = x.shape
+    if n == 0:
+        raise ValueError("x must hold at least one image. Received: 0 images")
     if patch_size > min(height, width):
         raise ValueError(
             f"patch_size must be in [1, {min(height, width)}]. Received: patch_size={patch_size}"

@@ -53,7 +53,7 @@ def test_the_link_follows_the_repository(tmp_path, monkeypatch):
         "(https://colab.research.google.com/github/someone/advanced-cnns/blob/main/"
         "notebooks/05_adversarial_attacks.ipynb)"
     )
-    assert '"git+https://github.com/someone/advanced-cnns"' in "".join(
+    assert '"git+https://github.com/someone/advanced-cnns@v0.1.0"' in "".join(
         with_link["cells"][1]["source"]
     )
     copy = tmp_path / "notebooks" / path.name  # rewriting is idempotent; no repository: no link

@@ -184,10 +184,40 @@ def test_corrupted_fashion_mnist_archive_is_reported_with_the_file_to_delete(
     with pytest.raises(data.DatasetCorruptedError) as info:
         data.load_dataset("fashion_mnist")
     message = str(info.value)
-    assert "corrupted" in message and f"rm '{path}'" in message
+    # Fetched with its published hash (keras.utils.get_file): Keras deletes the damaged file.
+    assert "corrupted" in message and str(path) in message and "deleted by Keras" in message
     assert "could not download" not in message and "missing" not in message
-    assert message.count(".gz") == message.count(str(path))  # only the damaged file named
+    others = [f for f in data.DATASETS["fashion_mnist"].files if not str(path).endswith(f)]
+    assert len(others) == 3 and not any(f.split("/")[-1] in message for f in others)  # only it
     assert isinstance(info.value, data.DatasetUnavailableError)  # old except clauses still work
+
+
+def test_truncated_mnist_is_reported_as_corrupted(keras_home_copy, offline):
+    """Keras deletes a file whose hash differs before it fails: the damage is found first."""
+    path = keras_home_copy / "datasets" / "mnist.npz"
+    path.write_bytes(path.read_bytes()[:5000])
+    with pytest.raises(data.DatasetCorruptedError) as info:
+        data.load_dataset("mnist")
+    assert "mnist.npz" in str(info.value) and "corrupted" in str(info.value)
+
+
+def test_fashion_mnist_download_is_checked_against_its_published_hash(keras_home_copy, monkeypatch):
+    """Every Fashion-MNIST file goes through keras.utils.get_file with its sha256."""
+    import keras
+
+    seen = []
+    real = keras.utils.get_file
+
+    def recording(fname, *args, **kwargs):
+        seen.append((fname, kwargs.get("file_hash")))
+        return real(fname, *args, **kwargs)
+
+    monkeypatch.setattr(keras.utils, "get_file", recording)
+    data.load_dataset("fashion_mnist", subset=10, test_subset=10)
+    hashes = dict(seen)
+    assert len(hashes) == 4 and all(len(h) == 64 for h in hashes.values())
+    assert hashes == dict(zip((f.split("/")[-1] for f in data.DATASETS["fashion_mnist"].files),
+                              data.DATASETS["fashion_mnist"].sha256, strict=True))  # fmt: skip
 
 
 def test_intact_copy_loads(keras_home_copy):

@@ -392,10 +392,12 @@ def test_failed_save_leaves_no_file_and_no_temporary(monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(keras.Model, "save", broken_save)
-    with pytest.raises(OSError, match="No space left"):
-        recipe()
+    with pytest.warns(training.CacheWarning, match="No space left"):
+        model = recipe()  # returned all the same (tests/test_faults.py: the full disk)
+    assert np.all(np.isfinite(model(X)))
     folder = config.cache_dir()
     assert _files(folder) == []  # nothing a later call would trust, no temporaries
+    training._UNSAVED.clear()  # a new session
     monkeypatch.setattr(keras.Model, "save", real_save)
     _, info = recipe(return_info=True)
     assert info["from_cache"] is False and recipe.fits == 2

@@ -2,8 +2,9 @@
 
 Every notebook (the six lessons and their solutions) gets, right after its title cell, one code
 cell tagged ``colab-install``. Outside Colab it does nothing. In Colab it installs the course
-package with pip (from the repository, or from ``CNN_UTILS_SOURCE`` when set: a path or any pip
-requirement), downloads the datasets the notebook loads, and prints the environment doctor.
+package with pip (from the repository at the tag of the package's version, ``v<version>``, or
+from ``CNN_UTILS_SOURCE`` when set: a path or any pip requirement), downloads the datasets
+the notebook loads, and prints the environment doctor.
 
 The "Open in Colab" link needs the public GitHub address of the repository, which lives in one
 place: ``Repository`` under ``[project.urls]`` in ``pyproject.toml``. Without it the notebooks
@@ -21,9 +22,8 @@ import argparse
 import json
 import re
 import sys
-from pathlib import Path
-
 import tomllib
+from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb")) + sorted(
@@ -100,9 +100,19 @@ def datasets_of(notebook: dict) -> tuple[str, ...]:
     return tuple(name for name in DATASETS if name in found)
 
 
+def pinned_version(pyproject: Path = ROOT / "pyproject.toml") -> str:
+    """The package's version (``[project] version``): the install cell installs its tag."""
+    return tomllib.loads(pyproject.read_text())["project"]["version"]
+
+
 def install_cell_source(notebook: dict, repo: str | None) -> str:
-    """The install cell's code for ``notebook``."""
-    default = json.dumps(f"git+{repo.removesuffix('/')}" if repo else "")
+    """The install cell's code for ``notebook``: pip installs the tag ``v<version>`` of ``repo``.
+
+    Pinned, so a notebook installs the package it was written for, not whatever the default
+    branch holds when a student opens it (release: ``git tag v<version> && git push --tags``).
+    """
+    pin = f"git+{repo.removesuffix('/')}@v{pinned_version()}" if repo else ""
+    default = json.dumps(pin)
     names = datasets_of(notebook)
     if names:
         listed = ", ".join(json.dumps(name) for name in names) + ("," if len(names) == 1 else "")
