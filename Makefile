@@ -19,8 +19,9 @@ TEMPLATES := --TemplateExporter.extra_template_basedirs=tools/nbconvert \
 HTML_OPTS := --template book $(TEMPLATES) --HTMLExporter.mathjax_url="$(MATHJAX_URL)"
 # The slides: reveal.js plus figure alt text (tools/nbconvert/slides); every script local
 # (tools/vendor, copied next to them by book_tools.py assets).
+# 1280x720, a projector's screen: tools/slides.py fit cuts each section into sub-slides that fit.
 SLIDES_OPTS := --template slides $(TEMPLATES) --SlidesExporter.reveal_url_prefix=reveal.js --SlidesExporter.reveal_theme=white \
-	--SlidesExporter.reveal_scroll=True --SlidesExporter.mathjax_url="$(MATHJAX_URL)" \
+	--SlidesExporter.reveal_width=1280 --SlidesExporter.reveal_height=720 --SlidesExporter.mathjax_url="$(MATHJAX_URL)" \
 	--SlidesExporter.require_js_url=requirejs/require.js --SlidesExporter.jquery_url=jquery/jquery.min.js
 NBVAL := --nbval-lax --nbval-current-env --nbval-cell-timeout=1800 -p no:cacheprovider
 
@@ -47,8 +48,7 @@ $(STAMP): requirements.lock requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e .
-	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL_NAME) \
-		--display-name "Python (cnn-course)" --env TF_CPP_MIN_LOG_LEVEL 2 >/dev/null
+	$(BIN)/python tools/kernelspec.py >/dev/null
 	touch $(STAMP)
 
 # Refresh requirements.lock from requirements.txt (run it after editing requirements.txt, then
@@ -68,8 +68,11 @@ setup-gpu: setup
 	$(BIN)/python -m pip install --quiet "tensorflow[and-cuda]==$$($(BIN)/python -c 'import tensorflow as tf; print(tf.__version__)')"
 
 # --allow-root when run as root (containers, cloud VMs), where Jupyter refuses to start otherwise.
+# The venv's own jupyter, so it finds this clone's kernel (installed into the venv by setup, not
+# per user: two clones never share it); TF_CPP_MIN_LOG_LEVEL=2 keeps TensorFlow's C++ start-up
+# lines out of the first cells (the kernel spec sets it too).
 lab: setup
-	$(BIN)/jupyter lab notebooks/ $$(test "$$(id -u)" = 0 && echo --allow-root)
+	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/jupyter lab notebooks/ $$(test "$$(id -u)" = 0 && echo --allow-root)
 
 # Unit tests, every notebook and every solutions notebook (nbval) in FAST mode, in one run.
 test: setup
@@ -115,8 +118,9 @@ book: setup
 	done
 	$(BIN)/python tools/book_tools.py check-progress $(addprefix build/,$(notdir $(NOTEBOOKS)))
 	$(BIN)/python tools/book_tools.py check-alt $(addprefix build/,$(notdir $(NOTEBOOKS:.ipynb=.html)))
+	$(BIN)/python tools/book_tools.py check-offline $(addprefix build/,$(notdir $(NOTEBOOKS:.ipynb=.html)))
 	$(BIN)/python tools/book_tools.py assets build
-	$(BIN)/python tools/book_index.py build $(NOTEBOOKS)
+	$(BIN)/python tools/book_index.py build $(NOTEBOOKS) --mode $$(test "$(FAST)" = 1 && echo FAST || echo default)
 
 # reveal.js slides of the executed notebooks (run `make book` first, or this executes them),
 # offline: reveal.js and MathJax are copied next to them. Present live with RISE in JupyterLab.
@@ -126,10 +130,13 @@ slides: setup
 		test -f "build/$$(basename $$nb)" || { CNN_UTILS_FAST=$(FAST) CNN_UTILS_WIDGETS=0 $(BIN)/jupyter nbconvert \
 			--to notebook --execute --ExecutePreprocessor.timeout=-1 --output-dir build "$$nb" \
 			&& $(BIN)/python tools/book_tools.py clean-progress "build/$$(basename $$nb)"; }; \
+		$(BIN)/python tools/slides.py fit "build/$$(basename $$nb)" "build/slides/$$(basename $$nb)"; \
 		$(BIN)/jupyter nbconvert --to slides $(SLIDES_OPTS) \
-			--output-dir build/slides "build/$$(basename $$nb)"; \
+			--output-dir build/slides "build/slides/$$(basename $$nb)"; \
+		rm "build/slides/$$(basename $$nb)"; \
 	done
 	$(BIN)/python tools/book_tools.py check-alt $(addprefix build/slides/,$(notdir $(NOTEBOOKS:.ipynb=.slides.html)))
+	$(BIN)/python tools/book_tools.py check-offline $(addprefix build/slides/,$(notdir $(NOTEBOOKS:.ipynb=.slides.html)))
 	$(BIN)/python tools/book_tools.py assets build/slides
 
 lint: setup
@@ -144,6 +151,16 @@ strip: setup
 	$(BIN)/jupyter nbconvert --clear-output --inplace $(NOTEBOOKS) $(SOLUTIONS)
 	$(BIN)/python tools/colab.py write
 	$(BIN)/python tools/slides.py $(NOTEBOOKS)
+	$(BIN)/python tools/solutions.py write
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache .hypothesis
+
+# Grade a folder of submitted notebooks (tools/grade.py): each runs alone in its own kernel,
+# with time limits, on a copy; build/grades/grades.csv and grades.html, one row per student.
+# Grade in the mode the students used (FAST=1 only for FAST submissions). Try it on six
+# synthetic submissions of notebook 01: make grade SUBMISSIONS=tests/grade_fixtures/ FAST=1
+.PHONY: grade
+grade: setup
+	test -n "$(SUBMISSIONS)" || { echo "make grade SUBMISSIONS=folder/" >&2; exit 2; }
+	$(BIN)/python tools/grade.py "$(SUBMISSIONS)" --out build/grades $(if $(filter 1,$(FAST)),--fast)

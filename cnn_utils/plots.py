@@ -9,6 +9,7 @@ output metadata, which the book's HTML template turns into the image's ``alt`` a
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
@@ -109,11 +110,21 @@ def image_grid(
             ax.imshow(np.clip(image, 0.0, 1.0))
         if titles is not None:
             style = {} if title_colors is None else {"color": title_colors[index]}
-            ax.set_title(str(titles[index]), fontsize=8, **style)
+            ax.set_title(_wrap_title(titles[index], cell_size), fontsize=8, **style)
     if suptitle:
         fig.suptitle(suptitle)
     fig.tight_layout()
     return fig
+
+
+def _wrap_title(title, cell_size: float) -> str:
+    """A panel title wrapped to its panel's width (about 15 characters an inch at 8 pt).
+
+    Long class names ("Ankle boot -> Sandal") go on more lines; none is cut.
+    """
+    width = max(8, int(cell_size * 15))
+    lines = str(title).split("\n")
+    return "\n".join(textwrap.fill(line, width, break_long_words=False) or line for line in lines)
 
 
 def _history_dict(history) -> Mapping[str, Sequence[float]]:

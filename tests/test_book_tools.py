@@ -147,35 +147,47 @@ def test_tensorflow_startup_log_is_dropped_from_stderr_only(tmp_path):
     assert stdout["text"] == log
 
 
-def test_slides_load_no_script_from_the_network(tmp_path):
-    """The Makefile's slide options make every <script src> local (offline lecture hall)."""
+def makefile_config(variable, exporter):
+    """The nbconvert config of one of the Makefile's option sets (``HTML_OPTS``, ``SLIDES_OPTS``).
+
+    Template folders are resolved from the repository root, so a test exports as ``make`` does.
+    """
     import re
     import shlex
 
-    import nbformat
-    from nbconvert import SlidesExporter
     from traitlets.config import Config
 
     makefile = (TOOLS.parent / "Makefile").read_text()
 
-    def variable(name):
+    def value_of(name):
         block = re.search(rf"^{name} := (.*?)(?<!\\)\n", makefile, re.M | re.S).group(1)
         return block.replace("\\\n", " ")
 
-    block = variable("SLIDES_OPTS").replace("$(TEMPLATES)", variable("TEMPLATES"))
-    block = block.replace("$(MATHJAX_URL)", variable("MATHJAX_URL"))
+    block = value_of(variable).replace("$(TEMPLATES)", value_of("TEMPLATES"))
+    block = block.replace("$(MATHJAX_URL)", value_of("MATHJAX_URL"))
     config = Config()
     options = shlex.split(block)
     for option, value in zip(options, options[1:], strict=False):
-        if option == "--template":  # the slides' own template (alt text on every figure)
-            config.SlidesExporter.template_name = value
+        if option == "--template":  # the page's own template (alt text on every figure)
+            config[exporter].template_name = value
     for option in options:
         if option.startswith("--TemplateExporter."):  # template folders, from the repo root
             key, value = option.removeprefix("--TemplateExporter.").split("=", 1)
             config.TemplateExporter[key] = [str(TOOLS.parent / value)]
-        elif option.startswith("--SlidesExporter."):
-            key, value = option.removeprefix("--SlidesExporter.").split("=", 1)
-            config.SlidesExporter[key] = value == "True" if value in ("True", "False") else value
+        elif option.startswith(f"--{exporter}."):
+            key, value = option.removeprefix(f"--{exporter}.").split("=", 1)
+            config[exporter][key] = value == "True" if value in ("True", "False") else value
+    return config
+
+
+def test_slides_load_no_script_from_the_network(tmp_path):
+    """The Makefile's slide options make every <script src> local (offline lecture hall)."""
+    import re
+
+    import nbformat
+    from nbconvert import SlidesExporter
+
+    config = makefile_config("SLIDES_OPTS", "SlidesExporter")
     figure = nbformat.v4.new_code_cell("plt.show()")
     figure.outputs = [
         nbformat.v4.new_output(
@@ -206,3 +218,98 @@ def test_slides_load_no_script_from_the_network(tmp_path):
     css = (tmp_path / "reveal.js" / "dist" / "theme" / "white.css").read_text()
     for font in re.findall(r"@import url\(([^)]+)\)", css):  # the theme's fonts, offline too
         assert (tmp_path / "reveal.js" / "dist" / "theme" / font).exists(), font
+
+
+def _lesson(title="# 13. Beyond the ε-ball"):
+    import nbformat
+
+    figure = nbformat.v4.new_code_cell("plt.show()")
+    figure.outputs = [
+        nbformat.v4.new_output(
+            "display_data",
+            data={"image/png": "iVBORw0KGgo=", "text/plain": "<Figure>"},
+            metadata={"image/png": {"alt": "Figure: a curve (1 panel)."}},
+        )
+    ]
+    math = nbformat.v4.new_markdown_cell(r"$\|x\|_\infty \le \epsilon$ in $\mathbb{R}^n$")
+    return nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(title), math, figure])
+
+
+def test_book_pages_load_nothing_from_another_host(tmp_path):
+    """The book's template drops nbconvert's CDN scripts (RequireJS, mermaid, widgets)."""
+    import re
+
+    from nbconvert import HTMLExporter
+
+    nb = _lesson()
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
+    html, _ = HTMLExporter(config=makefile_config("HTML_OPTS", "HTMLExporter")).from_notebook_node(
+        nb, resources={"metadata": {"name": "05_adversarial_attacks"}}
+    )
+    page = tmp_path / "page.html"
+    page.write_text(html)
+    assert book_tools.remote_requests(page) == []
+    assert "require.js" not in html and "mermaid" not in html.lower()
+    assert 'alt="Figure: a curve (1 panel)."' in html
+    assert re.search(r'src="mathjax/MathJax\.js\?config=[^"]*local/book"', html)  # local math
+
+
+def test_the_tab_title_is_the_first_level_one_heading():
+    from nbconvert import HTMLExporter, SlidesExporter
+
+    nb = _lesson("intro text\n\n# 05 — Adversarial `attacks`\n\n## 1. Part")
+    resources = {"metadata": {"name": "05_adversarial_attacks"}}
+    html, _ = HTMLExporter(config=makefile_config("HTML_OPTS", "HTMLExporter")).from_notebook_node(
+        nb, resources=dict(resources)
+    )
+    assert "<title>05 — Adversarial attacks</title>" in html
+    slides, _ = SlidesExporter(
+        config=makefile_config("SLIDES_OPTS", "SlidesExporter")
+    ).from_notebook_node(nb, resources=dict(resources))
+    assert "<title>05 — Adversarial attacks slides</title>" in slides
+    untitled = _lesson("## no level-one heading")
+    html, _ = HTMLExporter(config=makefile_config("HTML_OPTS", "HTMLExporter")).from_notebook_node(
+        untitled, resources=dict(resources)
+    )
+    assert "<title>05_adversarial_attacks</title>" in html  # the file name, as a fallback
+
+
+def test_remote_requests_finds_every_kind_of_remote_load(tmp_path):
+    page = tmp_path / "p.html"
+    page.write_text(
+        '<script src="https://cdn.example/require.js"></script>'
+        '<link rel="stylesheet" href="//fonts.example/a.css">'
+        '<script type="module">const m = await import("https://cdn.example/mermaid.mjs");</script>'
+        "<style>@font-face { src: url('http://fonts.example/x.woff') }</style>"
+        '<a href="https://example.org/paper.pdf">a link is not a request</a>'
+        '<script src="mathjax/MathJax.js?config=x"></script><img src="data:image/png;base64,AA">'
+    )
+    assert book_tools.remote_requests(page) == [
+        "https://cdn.example/require.js",
+        "//fonts.example/a.css",
+        "https://cdn.example/mermaid.mjs",
+        "http://fonts.example/x.woff",
+    ]
+    assert book_tools.main(["check-offline", str(page)]) == 1
+
+
+def test_mathjax_config_requests_no_font_that_is_not_shipped(tmp_path):
+    """The local config keeps MathJax off the TeX fonts the package does not ship."""
+    book_tools.copy_assets(tmp_path)
+    config = (tmp_path / "mathjax" / "config" / "local" / "book.js").read_text()
+    assert 'webFont: "STIX-Web"' in config
+    assert ".MJX_Assistive_MathML" in config  # no MathJax_AMS / MathJax_Script .otf request
+    assert "about:blank" not in config
+    assert (tmp_path / "mathjax" / "fonts" / "HTML-CSS" / "STIX-Web").is_dir()
+    assert not (tmp_path / "mathjax" / "fonts" / "HTML-CSS" / "TeX").exists()
+
+
+def test_make_lab_starts_quiet_with_this_clones_kernel():
+    """The kernel is installed into .venv (two clones never share it), with the log level set."""
+    import re
+
+    makefile = (TOOLS.parent / "Makefile").read_text()
+    assert "$(BIN)/python tools/kernelspec.py" in makefile  # sys.prefix: this clone's venv
+    assert "ipykernel install --user" not in makefile
+    lab = re.search(r"^lab: setup\n\t(.*)$", makefile, re.M).group(1)
+    assert lab.startswith("TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/jupyter lab")  # the venv's jupyter

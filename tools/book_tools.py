@@ -10,9 +10,12 @@ Subcommands (used by ``make book`` and ``make slides``):
   a cell's outputs read in a row, ANSI colours ignored);
 * ``check-alt HTML...``: fail if an image of the HTML pages has no alt text of its own
   (nbconvert's placeholder "No description has been provided" counts as none);
-* ``assets BUILD``: copy MathJax (from the ``jupyter_server_mathjax`` package) and reveal.js
-  (vendored in ``tools/vendor/reveal.js``) next to the HTML, so math and slides render with no
-  network.
+* ``assets BUILD``: copy MathJax (from the ``jupyter_server_mathjax`` package) and reveal.js,
+  RequireJS and jQuery (vendored in ``tools/vendor``) next to the HTML, so math and slides
+  render with no network: a page requests nothing from any host (the book template leaves out
+  nbconvert's RequireJS, mermaid and widget-manager scripts, see tools/nbconvert/book);
+* ``check-offline HTML...``: fail if a page would load anything from a host (an ``http(s)://``
+  or ``//`` address in a ``src``, a stylesheet ``href``, an ``import`` or a CSS ``url()``).
 
 How ``clean-progress`` works (measured on a notebook executed by ``jupyter nbconvert --execute``
 with a 2-epoch ``fit(verbose=1)`` of 60 steps, a 30-step ``keras.utils.Progbar`` and stderr
@@ -51,8 +54,17 @@ from pathlib import Path
 MATHJAX_URL = "mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe,local/book"
 """The MathJax address the HTML pages use, relative to the page (see ``assets``)."""
 
+# MathJax as packaged by jupyter_server_mathjax: the STIX web fonts only. Without this config,
+# formulas that need a TeX font (\|, \mathbb, \Big) show "Math Processing Error"; the two
+# styles stop the requests a page made for files that are not there (measured in Chromium):
+# the hidden MathML copy for screen readers asked for MathJax_AMS and MathJax_Script (.otf) for
+# \mathbb and \mathcal, and the font test for ``url('about:blank')``.
 _MATHJAX_LOCAL_CONFIG = """MathJax.Hub.Config({
-  "HTML-CSS": {availableFonts: [], preferredFont: null, webFont: "STIX-Web", imageFont: null}
+  "HTML-CSS": {
+    availableFonts: [], preferredFont: null, webFont: "STIX-Web", imageFont: null,
+    styles: {"@font-face": {"font-family": "MathJax_Blank", src: "local('MathJax_Blank')"}}
+  },
+  styles: {".MJX_Assistive_MathML, .MJX_Assistive_MathML *": {"font-family": "serif !important"}}
 });
 MathJax.Ajax.loadComplete("[MathJax]/config/local/book.js");
 """
@@ -181,6 +193,20 @@ def images_without_alt(path: Path) -> int:
     return missing
 
 
+# What makes a browser fetch from a host: an absolute address in a src, a stylesheet's href,
+# a module import, a CSS url() or a RequireJS path.
+_REMOTE = re.compile(
+    r"""(?:\bsrc\s*=\s*|<link\b[^>]*\bhref\s*=\s*|\bimport\s*\(?\s*|\burl\(\s*)"""
+    r"""["']?((?:https?:)?//[^"')\s>]+)""",
+    re.I,
+)
+
+
+def remote_requests(path: Path) -> list[str]:
+    """The addresses on other hosts that an HTML page would load (none for an offline page)."""
+    return _REMOTE.findall(path.read_text(encoding="utf-8"))
+
+
 def copy_assets(build: Path) -> None:
     """Copy MathJax and reveal.js into ``build`` for offline pages and slides."""
     import jupyter_server_mathjax
@@ -220,6 +246,12 @@ def main(argv: list[str]) -> int:
         counts = {path.name: images_without_alt(path) for path in args}
         bad = {name: n for name, n in counts.items() if n}
         print(f"images without alt text: {bad}" if bad else f"alt text on all {len(args)} pages")
+        return 1 if bad else 0
+    if command == "check-offline":
+        remote = {path.name: remote_requests(path) for path in args}
+        bad = {name: urls for name, urls in remote.items() if urls}
+        ok = f"{len(args)} pages load nothing from another host"
+        print(f"requests to other hosts: {bad}" if bad else ok)
         return 1 if bad else 0
     if command == "assets":
         copy_assets(args[0])
