@@ -50,19 +50,22 @@ def test_robust_loss_of_the_linear_model():
         ex06.robust_loss(1.0, W, X, 0, EPS, verbose=0)
 
 
-def _step(attack_labels="pred", terms=("clean", "adv"), loss_labels="true", apply=True):
-    """An adversarial training step; the defaults are the lecture's, the options its mistakes."""
+def _step(
+    attack_labels="asked", terms=("clean", "adv"), loss_labels="true", apply=True, weight=True
+):
+    """An adversarial training step; the defaults are the asked ones, the options its mistakes."""
 
-    def step(model, x, y, epsilon, learning_rate):
+    def step(model, x, y, epsilon, learning_rate, clean_weight, label_mode):
         optimizer = keras.optimizers.SGD(learning_rate)
         pred = tf.argmax(model(x, training=False), axis=-1)
-        x_adv = attacks.fgsm(model, x, pred if attack_labels == "pred" else y, epsilon)
+        use_pred = (label_mode == "predicted") == (attack_labels == "asked")
+        x_adv = attacks.fgsm(model, x, pred if use_pred else y, epsilon)
         targets = y if loss_labels == "true" else pred
         ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         with tf.GradientTape() as tape:
             loss = 0.0
             if "clean" in terms:
-                loss += ce(targets, model(x, training=True))
+                loss += (clean_weight if weight else 1.0) * ce(targets, model(x, training=True))
             if "adv" in terms:
                 loss += ce(targets, model(x_adv, training=True))
         if apply:
@@ -91,9 +94,9 @@ def test_training_step_accepts_the_lecture_step(step_batch):
 @pytest.mark.parametrize(
     ("mistake", "message"),
     [
-        ({"attack_labels": "true"}, "attacks the model's prediction"),
-        ({"terms": ("adv",)}, "also has the clean loss"),
-        ({"terms": ("clean",)}, "add the loss of the adversarial"),
+        ({"attack_labels": "other"}, "the attack uses the wrong labels"),
+        ({"weight": False}, "ignores clean_weight"),
+        ({"terms": ("clean",)}, "not the asked batch loss"),
         ({"loss_labels": "pred"}, "against the true labels y"),
         ({"apply": False}, "weights did not move"),
     ],
@@ -108,20 +111,52 @@ def test_training_step_rejects_a_wrong_update_and_other_answers(step_batch):
     model, x, y = step_batch
     right = _step()
 
-    def twice_the_step(model, x, y, epsilon, learning_rate):
-        return right(model, x, y, epsilon, 2 * learning_rate)
+    def twice_the_step(model, x, y, epsilon, learning_rate, *args):
+        return right(model, x, y, epsilon, 2 * learning_rate, *args)
 
     wrong = ex06.training_step(twice_the_step, model, x, y, 0.1, 0.5, verbose=0)
     assert "moved differently" in wrong.message
 
-    def skeleton(model, x, y, epsilon, learning_rate):
+    def skeleton(model, x, y, epsilon, learning_rate, clean_weight, label_mode):
         raise NotImplementedError
 
     assert ex06.training_step(skeleton, model, x, y, verbose=0).status == exercises.NOT_ATTEMPTED
     assert "returns None" in ex06.training_step(lambda *a: None, model, x, y, verbose=0).message
-    assert "not the lecture's batch loss" in (
+    assert "not the asked batch loss" in (
         ex06.training_step(lambda *a: 123.0, model, x, y, verbose=0).message
     )
+
+
+def test_training_step_with_adversarial_model_train_on_batch_is_not_yet(step_batch):
+    from cnn_utils import defense
+
+    def printed_step(model, x, y, epsilon, learning_rate, clean_weight, label_mode):
+        trainer = defense.AdversarialModel(
+            model,
+            epsilon,
+            1,
+            epsilon,
+            attack="fgsm",
+            label_mode=label_mode,
+            clean_weight=clean_weight,
+        )
+        trainer.compile(keras.optimizers.SGD(learning_rate))
+        return float(trainer.train_on_batch(x, y))
+
+    model, x, y = step_batch
+    feedback = ex06.training_step(printed_step, model, x, y, 0.1, 0.5, verbose=0)
+    assert feedback.status == exercises.WRONG and "AdversarialModel" in feedback.message
+    assert defense.AdversarialModel.__name__ == "AdversarialModel"  # restored afterwards
+
+
+def test_training_step_copying_section_1_1_is_not_yet(step_batch):
+    # Section 1.1's step (clean + adversarial, predicted labels) ignores the new arguments.
+    def section_1_1(model, x, y, epsilon, learning_rate, clean_weight, label_mode):
+        return _step()(model, x, y, epsilon, learning_rate, 1.0, "predicted")
+
+    model, x, y = step_batch
+    feedback = ex06.training_step(section_1_1, model, x, y, 0.1, 0.5, verbose=0)
+    assert feedback.status == exercises.WRONG and "clean_weight=0" in feedback.message
 
 
 def test_saturated_model_hides_its_gradient_but_keeps_its_decisions(trained):
@@ -137,6 +172,40 @@ def test_saturated_model_hides_its_gradient_but_keeps_its_decisions(trained):
         masked, x, y, "pgd", epsilon=0.3, num_steps=10, step_size=0.075, seed=0, verbose=0
     )
     assert white_box > plain + 0.3, (white_box, plain)  # the masked model *looks* robust
+
+
+def test_colleagues_model_does_not_say_what_it_wraps(trained):
+    model, x, y = trained
+    other = keras.models.clone_model(model)
+    masked = ex06.colleagues_model(model, other)
+    np.testing.assert_array_equal(
+        robustness.predict_labels(masked, x), robustness.predict_labels(model, x)
+    )
+
+
+def test_masking_symptoms_names_the_failed_rows(trained):
+    model, x, y = trained
+    x, y = x[:60], y[:60]
+    masked = ex06.saturated(model)
+    source = keras.models.clone_model(model)
+    source.set_weights(model.get_weights())
+    table = robustness.gradient_masking_checks(
+        masked, x, y, 0.3, source_model=source, epsilons=list(ex06.MASKING_EPSILONS)
+    )
+    failed = [row for row in table.index if not table.loc[row, "passed"]]
+    assert failed  # the saturated model shows at least one symptom
+    assert ex06.masking_symptoms(failed, masked, source, x, y, 0.3, verbose=0).correct
+    passed = [row for row in table.index if table.loc[row, "passed"]]
+    if passed:
+        extra = ex06.masking_symptoms(failed + passed[:1], masked, source, x, y, 0.3, verbose=0)
+        assert extra.status == exercises.WRONG and "passed" in extra.message
+    if len(failed) > 1:
+        fewer = ex06.masking_symptoms(failed[:1], masked, source, x, y, 0.3, verbose=0)
+        assert fewer.status == exercises.WRONG and "another row" in fewer.message
+    unknown = ex06.masking_symptoms(["gradients"], masked, source, x, y, 0.3, verbose=0)
+    assert unknown.status == exercises.WRONG
+    none = ex06.masking_symptoms(..., masked, source, x, y, 0.3, verbose=0)
+    assert none.status == exercises.NOT_ATTEMPTED
 
 
 def test_break_masked_accepts_transfer_and_rejects_white_box(trained):

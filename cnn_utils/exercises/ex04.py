@@ -1,41 +1,47 @@
 """Checks for the exercises of notebook 04 (visualising what a CNN learned).
 
-1. ``receptive_field``: by hand, how many input pixels one unit of a layer sees (checked
-   against :func:`cnn_utils.shapes.receptive_field` of the model's own kernel sizes and strides;
+1. ``receptive_field``: by hand, how many input pixels one unit of a deeper CNN's relu3_1
+   sees (checked against :func:`cnn_utils.shapes.receptive_field` of its kernels and strides;
    a gradient measurement would undercount an untrained network, where max pooling passes the
    gradient through one input per window and dead ReLUs cut paths).
 2. ``saliency_function``: the saliency map of Simonyan et al. (2014) written by the student,
-   compared with :func:`cnn_utils.saliency.gradient_saliency`.
+   on the notebook's images and on colour images of a random 3-channel CNN (where the maximum
+   over channels matters), the package's maps switched off.
 3. ``grad_cam_function``: Grad-CAM's weights (globally averaged gradients) and map at the
-   layer's own resolution, compared with the same computation as
-   :func:`cnn_utils.saliency.grad_cam` (before its resize).
-4. ``occlusion_position``: the position of the grey patch that lowers the true class's
-   probability most (Zeiler & Fergus 2014), found with a loop of forward passes.
+   layer's own resolution, on the notebook's CNN and on another network and layer.
+4. ``occlusion_function``: the map of drops of a grey patch (Zeiler & Fergus 2014) written by
+   the student, for patch sizes and strides the notebook does not use; ``occlusion_agrees``:
+   the student's decision whether Grad-CAM agrees with it on that image.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+import keras
 import numpy as np
 import tensorflow as tf
 
-from cnn_utils import probe, shapes
+from cnn_utils import models, probe, saliency, shapes
 from cnn_utils.exercises import (
     NOT_ATTEMPTED,
     Feedback,
     Wrong,
     as_array,
-    as_number,
-    close,
+    as_int,
+    copied,
+    forbid,
     not_attempted,
     report,
+    student_code,
 )
 
 __all__ = [
+    "OCCLUSION_CASES",
     "grad_cam_function",
-    "occlusion_drops",
-    "occlusion_position",
+    "occlusion_agrees",
+    "occlusion_function",
+    "occlusion_image",
     "receptive_field",
     "saliency_function",
 ]
@@ -53,6 +59,30 @@ def _score_gradients(model, x: np.ndarray, indices: np.ndarray, *, probability: 
         out = tf.nn.softmax(out, axis=-1) if probability else out
         score = tf.reduce_sum(tf.gather(out, indices, axis=1, batch_dims=1))
     return tape.gradient(score, x_t).numpy()
+
+
+def _colour_case():
+    """A small random colour CNN and four colour images (12x12x3): a case the notebook lacks."""
+    init = keras.initializers.GlorotUniform
+    model = keras.Sequential(
+        [
+            keras.Input((12, 12, 3)),
+            keras.layers.Conv2D(4, 3, activation="relu", kernel_initializer=init(1), name="conv_a"),
+            keras.layers.Conv2D(6, 3, activation="relu", kernel_initializer=init(2), name="conv_b"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(5, kernel_initializer=init(3)),
+        ]
+    )
+    rng = np.random.default_rng(4)
+    x = rng.uniform(size=(4, 12, 12, 3)).astype("float32")
+    return model, x, np.array([0, 3, 1, 4])
+
+
+def _package_maps() -> list[tuple[object, str]]:
+    return [(saliency, name) for name in saliency.__all__ if callable(getattr(saliency, name))]
+
+
+_OWN = "write it with a GradientTape yourself."
 
 
 def _per_map_max(maps: np.ndarray) -> np.ndarray:
@@ -82,33 +112,40 @@ def _stack(model, layer_name: str) -> list[tuple[int, int]]:
     raise ValueError(f"layer_name {layer_name!r} is not a layer of model {model.name!r}")
 
 
-def receptive_field(answer, model, layer_name: str, *, verbose: int = 1) -> Feedback:
-    """Check the receptive field (pixels per side) of one unit of ``layer_name``."""
+def _deeper_model():
+    """The network of exercise 4.1: notebook 01's CNN with two 3x3 convolutions per stage."""
+    return models.small_cnn(filters=(32, 64, 128), convs_per_stage=2, head="flatten")
+
+
+def receptive_field(answer, *, verbose: int = 1) -> Feedback:
+    """Check the receptive field (pixels per side) of one unit of the deeper CNN's relu3_1."""
 
     def test():
         if not_attempted(answer):
             return NOT_ATTEMPTED
-        value = as_number(answer, "the receptive field")
-        stack = _stack(model, layer_name)
+        value = as_int(answer, "the receptive field")
+        stack = _stack(_deeper_model(), "relu3_1")
         kernels = [k for k, _ in stack]
-        if close(value, shapes.receptive_field(kernels, [s for _, s in stack])):
+        expected = shapes.receptive_field(kernels, [s for _, s in stack])
+        if value == expected:
             return None
         convs_only = [k for k, s in stack if s == 1]
-        if close(value, shapes.receptive_field(convs_only)):
+        if value == shapes.receptive_field(convs_only):
             raise Wrong(
                 "you added the 3x3 convolutions only: the poolings also widen the field, and "
                 "after each one a step of one unit is a step of several pixels."
             )
-        if close(value, shapes.receptive_field(kernels)):
+        if value == shapes.receptive_field(kernels):
             raise Wrong(
                 "every layer's (k - 1) is right, but it must be multiplied by the product of "
                 "the strides of the layers before it (the jump)."
             )
-        if close(value, shapes.receptive_field(kernels[:-1], [s for _, s in stack[:-1]])):
+        if value == shapes.receptive_field(kernels[:-1], [s for _, s in stack[:-1]]):
             raise Wrong("you stopped one layer early: include the layer's own convolution.")
         raise Wrong(
-            "not the receptive field of this stack: use r = 1 + sum_i (k_i - 1) * "
-            "(product of the strides before layer i), pooling layers included."
+            ("too large" if value > expected else "too small")
+            + ": use r = 1 + sum_i (k_i - 1) * (product of the strides before layer i), "
+            "pooling layers included."
         )
 
     return report("4.1", test, verbose=verbose)
@@ -127,36 +164,48 @@ def saliency_function(fn: Callable, model, x, class_index, *, verbose: int = 1) 
     """
 
     def test():
-        x_np = np.asarray(x, dtype=np.float32)
-        indices = _class_indices(class_index, len(x_np))
-        out = fn(model, x_np, class_index)
+        colour_model, colour_x, colour_y = _colour_case()
+        cases = [(model, np.asarray(x, np.float32), class_index, "these images")]
+        cases.append((colour_model, colour_x, colour_y, "colour images (a random 3-channel CNN)"))
+        for case in cases:
+            _saliency_case(fn, *case)
+        return None
+
+    return report("4.2", test, verbose=verbose)
+
+
+def _saliency_case(fn, model, x_np, class_index, where: str) -> None:
+    """Raise :class:`Wrong` unless ``fn`` gives the saliency maps of ``x_np``."""
+    indices = _class_indices(class_index, len(x_np))
+    with student_code(), forbid(*_package_maps(), reason=_OWN):
+        out = fn(model, copied(x_np), copied(np.asarray(class_index), "int64"))
         if out is None:
             raise Wrong("your function returns None: return the maps.")
         out = np.asarray(out, dtype=np.float64)
-        if out.shape == x_np.shape:
-            raise Wrong(
-                f"shape {out.shape}: one value per pixel *and channel*; take the maximum over "
-                "the channel axis to get one map (batch, H, W)."
-            )
-        maps = as_array(out, x_np.shape[:-1], "the maps")
-        grads = _score_gradients(model, x_np, indices)
-        reference = np.abs(grads).max(axis=-1)
-        if _same_maps(maps, reference):
-            return None
-        if maps.min() < 0 and _same_maps(maps, grads.max(axis=-1)):
-            raise Wrong("your maps have negative values: take the absolute value of the gradient.")
-        prob = np.abs(_score_gradients(model, x_np, indices, probability=True)).max(axis=-1)
-        if _same_maps(maps, prob):
-            raise Wrong(
-                "this is the gradient of the softmax probability: differentiate the class score "
-                "S_c before the softmax (the logit)."
-            )
+    if out.shape == x_np.shape:
         raise Wrong(
-            "the maps differ from max over channels of |dS_c/dI|: take the gradient of the "
-            "chosen class's logit with respect to the image."
+            f"shape {out.shape}: one value per pixel *and channel*; take the maximum over "
+            "the channel axis to get one map (batch, H, W)."
         )
-
-    return report("4.2", test, verbose=verbose)
+    maps = as_array(out, x_np.shape[:-1], f"the maps of {where}")
+    grads = _score_gradients(model, x_np, indices)
+    reference = np.abs(grads).max(axis=-1)
+    if _same_maps(maps, reference):
+        return
+    if grads.shape[-1] > 1 and _same_maps(maps, np.abs(grads).mean(axis=-1)):
+        raise Wrong(f"on {where} your maps average the channels: take the maximum over them.")
+    if maps.min() < 0 and _same_maps(maps, grads.max(axis=-1)):
+        raise Wrong("your maps have negative values: take the absolute value of the gradient.")
+    prob = np.abs(_score_gradients(model, x_np, indices, probability=True)).max(axis=-1)
+    if _same_maps(maps, prob):
+        raise Wrong(
+            "this is the gradient of the softmax probability: differentiate the class score "
+            "S_c before the softmax (the logit)."
+        )
+    raise Wrong(
+        f"on {where} the maps differ from max over channels of |dS_c/dI|: take the "
+        "gradient of the chosen class's logit with respect to the image."
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -187,40 +236,51 @@ def grad_cam_function(
     """
 
     def test():
-        x_np = np.asarray(x, dtype=np.float32)
-        indices = _class_indices(class_index, len(x_np))
-        result = fn(model, x_np, class_index, layer_name)
+        colour_model, colour_x, colour_y = _colour_case()
+        cases = [(model, np.asarray(x, np.float32), class_index, layer_name)]
+        cases.append((colour_model, colour_x, colour_y, "conv_b"))
+        for case in cases:
+            _grad_cam_case(fn, *case)
+        return None
+
+    return report("4.3", test, verbose=verbose)
+
+
+def _grad_cam_case(fn, model, x_np, class_index, layer_name) -> None:
+    """Raise :class:`Wrong` unless ``fn`` gives Grad-CAM's weights and maps at ``layer_name``."""
+    indices = _class_indices(class_index, len(x_np))
+    with student_code(), forbid(*_package_maps(), reason=_OWN):
+        result = fn(model, copied(x_np), copied(np.asarray(class_index), "int64"), layer_name)
         if result is None:
             raise Wrong("your function returns None: return the pair (alpha, maps).")
         if not isinstance(result, (tuple, list)) or len(result) != 2:
             raise Wrong("return a pair (alpha, maps).")
-        features, grads = _grad_cam_parts(model, x_np, indices, layer_name)
-        n, h, w, k = features.shape
-        alpha = as_array(result[0], (n, k), "alpha")
-        expected = grads.mean(axis=(1, 2))
-        if not np.allclose(alpha, expected, rtol=1e-3, atol=1e-6):
-            if np.allclose(alpha, grads.sum(axis=(1, 2)), rtol=1e-3, atol=1e-6):
-                raise Wrong("alpha is a sum over the positions: Grad-CAM takes their mean.")
-            if np.allclose(alpha, grads.max(axis=(1, 2)), rtol=1e-3, atol=1e-6):
-                raise Wrong("alpha is a maximum over the positions: Grad-CAM takes their mean.")
-            _, prob_grads = _grad_cam_parts(model, x_np, indices, layer_name, prob=True)
-            if np.allclose(alpha, prob_grads.mean(axis=(1, 2)), rtol=1e-3, atol=1e-6):
-                raise Wrong("alpha comes from the softmax probability: use the logit S_c.")
-            raise Wrong(
-                "alpha differs from the spatial mean of dS_c/dA_k: differentiate the class "
-                "logit with respect to the layer's feature maps A."
-            )
-        maps = as_array(result[1], (n, h, w), "maps")
-        weighted = np.einsum("bhwk,bk->bhw", features, expected)
-        if np.allclose(maps, np.maximum(weighted, 0), rtol=1e-3, atol=1e-5):
-            return None
-        if np.allclose(maps, weighted, rtol=1e-3, atol=1e-5):
-            raise Wrong("the maps have negative values: apply the ReLU to sum_k alpha_k A_k.")
-        if _same_maps(maps, np.maximum(weighted, 0)):
-            raise Wrong("the right map up to a scale: return it before any normalisation.")
-        raise Wrong("alpha is right; the maps are not ReLU(sum_k alpha_k A_k) at each position.")
-
-    return report("4.3", test, verbose=verbose)
+        result = [np.asarray(part, np.float64) for part in result]
+    features, grads = _grad_cam_parts(model, x_np, indices, layer_name)
+    n, h, w, k = features.shape
+    alpha = as_array(result[0], (n, k), f"alpha at {layer_name}")
+    expected = grads.mean(axis=(1, 2))
+    if not np.allclose(alpha, expected, rtol=1e-3, atol=1e-6):
+        if np.allclose(alpha, grads.sum(axis=(1, 2)), rtol=1e-3, atol=1e-6):
+            raise Wrong("alpha is a sum over the positions: Grad-CAM takes their mean.")
+        if np.allclose(alpha, grads.max(axis=(1, 2)), rtol=1e-3, atol=1e-6):
+            raise Wrong("alpha is a maximum over the positions: Grad-CAM takes their mean.")
+        _, prob_grads = _grad_cam_parts(model, x_np, indices, layer_name, prob=True)
+        if np.allclose(alpha, prob_grads.mean(axis=(1, 2)), rtol=1e-3, atol=1e-6):
+            raise Wrong("alpha comes from the softmax probability: use the logit S_c.")
+        raise Wrong(
+            "alpha differs from the spatial mean of dS_c/dA_k: differentiate the class "
+            "logit with respect to the layer's feature maps A."
+        )
+    maps = as_array(result[1], (n, h, w), f"maps at {layer_name}")
+    weighted = np.einsum("bhwk,bk->bhw", features, expected)
+    if np.allclose(maps, np.maximum(weighted, 0), rtol=1e-3, atol=1e-5):
+        return
+    if np.allclose(maps, weighted, rtol=1e-3, atol=1e-5):
+        raise Wrong("the maps have negative values: apply the ReLU to sum_k alpha_k A_k.")
+    if _same_maps(maps, np.maximum(weighted, 0)):
+        raise Wrong("the right map up to a scale: return it before any normalisation.")
+    raise Wrong("alpha is right; the maps are not ReLU(sum_k alpha_k A_k) at each position.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -228,53 +288,104 @@ def grad_cam_function(
 # ---------------------------------------------------------------------------------------------
 
 
-def occlusion_drops(model, image, label: int, patch_size: int, stride: int) -> dict:
-    """p(label | image) minus p(label | occluded image), for each top-left corner on the grid."""
+def _occlusion_drops(model, image, label: int, patch_size: int, stride: int) -> np.ndarray:
+    """p(label | image) - p(label | occluded image) on the grid of top-left corners (2-D)."""
     image = np.asarray(image, dtype=np.float32).reshape(1, *np.shape(image)[-3:])
     height, width = image.shape[1:3]
-    corners = [
-        (top, left)
-        for top in range(0, height - patch_size + 1, stride)
-        for left in range(0, width - patch_size + 1, stride)
-    ]
-    occluded = np.repeat(image, len(corners), axis=0)
-    for j, (top, left) in enumerate(corners):
+    tops = range(0, height - patch_size + 1, stride)
+    lefts = range(0, width - patch_size + 1, stride)
+    occluded = np.repeat(image, len(tops) * len(lefts), axis=0)
+    for j, (top, left) in enumerate((t, m) for t in tops for m in lefts):
         occluded[j, top : top + patch_size, left : left + patch_size, :] = 0.5
     batch = np.concatenate([image, occluded])
     probabilities = tf.nn.softmax(tf.cast(model(batch, training=False), tf.float32)).numpy()
     drops = probabilities[0, label] - probabilities[1:, label]
-    return dict(zip(corners, drops.tolist(), strict=True))
+    return drops.reshape(len(tops), len(lefts)).astype(np.float64)
 
 
-def occlusion_position(
-    answer, model, image, label: int, *, patch_size: int = 6, stride: int = 2, verbose: int = 1
-) -> Feedback:
-    """Check ``(top, left)``: the grid corner whose grey patch lowers p(label) most."""
+def occlusion_image(model, x, y) -> tuple[np.ndarray, int]:
+    """The image of exercise 4.4 and its label: the first of ``x`` that a 6x6 patch can move.
+
+    "Can move": some grey patch (stride 2) lowers the probability of the true class by more
+    than 0.2. Returns the problem, not its answer.
+    """
+    x_np, y_np = np.asarray(x, np.float32), np.asarray(y).reshape(-1)
+    for image, label in zip(x_np, y_np, strict=True):
+        if _occlusion_drops(model, image, int(label), 6, 2).max() > 0.2:
+            return image.copy(), int(label)
+    return x_np[0].copy(), int(y_np[0])
+
+
+OCCLUSION_CASES = ((6, 2), (4, 3), (8, 4))
+"""(patch size, stride) of the occlusion maps exercise 4.4 asks for (the notebook shows one)."""
+
+
+def occlusion_function(fn: Callable, model, x, y, *, verbose: int = 1) -> Feedback:
+    """Check ``fn(model, image, label, patch_size, stride)`` -> the 2-D map of drops.
+
+    Entry ``[i, j]`` is p(label | image) - p(label | image with a grey (0.5) patch whose
+    top-left corner is at row ``i * stride``, column ``j * stride``). Run on the image of
+    :func:`occlusion_image` and on another image of ``x``, with the patch sizes and strides of
+    :data:`OCCLUSION_CASES`, the package's occlusion switched off.
+    """
+
+    def test():
+        image, label = occlusion_image(model, x, y)
+        x_np, y_np = np.asarray(x, np.float32), np.asarray(y).reshape(-1)
+        other = int(np.argmin([np.abs(image - candidate).sum() == 0 for candidate in x_np]))
+        images = [(image, label), (x_np[other], int(y_np[other]))]
+        for (size, stride), (picture, truth) in zip(
+            OCCLUSION_CASES, images + images[:1], strict=True
+        ):
+            expected = _occlusion_drops(model, picture, truth, size, stride)
+            with student_code(), forbid(*_package_maps(), reason="write the loop yourself."):
+                out = fn(model, copied(picture), truth, size, stride)
+                if out is None:
+                    raise Wrong("your function returns None: return the map of drops.")
+                got = np.asarray(out, np.float64)
+            case = f"for a {size}x{size} patch with stride {stride}"
+            if got.shape != expected.shape:
+                raise Wrong(
+                    f"{case} the map has shape {got.shape}, not {expected.shape}: one value per "
+                    "top-left corner, (H - patch) // stride + 1 of them per side."
+                )
+            if np.allclose(got, expected, atol=1e-4):
+                continue
+            if np.allclose(got, -expected, atol=1e-4):
+                raise Wrong("the sign is flipped: the drop is p(clean) - p(occluded).")
+            if np.allclose(got, expected.T, atol=1e-4):
+                raise Wrong("rows and columns are swapped: entry [i, j] is row i, column j.")
+            raise Wrong(
+                f"{case} the values differ: grey (0.5) patch, softmax probability of the true "
+                "class, clean minus occluded."
+            )
+        return None
+
+    return report("4.4a", test, verbose=verbose)
+
+
+def occlusion_agrees(answer, model, x, y, *, verbose: int = 1) -> Feedback:
+    """Check the decision: does Grad-CAM (relu3_1) agree with occlusion on the 4.4 image?
+
+    "Agree" is the criterion stated in the exercise: the Grad-CAM map's mean over the 6x6
+    square at the corner of the largest drop (stride 2) is above its mean over the image.
+    """
 
     def test():
         if not_attempted(answer):
             return NOT_ATTEMPTED
-        try:
-            top, left = (int(v) for v in answer)
-        except (TypeError, ValueError):
-            raise Wrong("answer with a pair of integers (top, left).") from None
-        drops = occlusion_drops(model, image, label, patch_size, stride)
-        if (top, left) not in drops:
-            raise Wrong(
-                f"({top}, {left}) is not a corner of the grid: rows and columns 0, {stride}, "
-                f"{2 * stride}, ... up to where a {patch_size}x{patch_size} patch still fits."
-            )
-        best = max(drops.values())
-        if drops[(top, left)] >= best - 1e-6:
+        if not isinstance(answer, (bool, np.bool_)):
+            raise Wrong(f"answer True or False; got {answer!r}.")
+        image, label = occlusion_image(model, x, y)
+        drops = _occlusion_drops(model, image, label, 6, 2)
+        top, left = (2 * int(v) for v in np.unravel_index(np.argmax(drops), drops.shape))
+        cam = np.asarray(saliency.grad_cam(model, image[None], label, layer_name="relu3_1"))[0]
+        agrees = bool(cam[top : top + 6, left : left + 6].mean() > cam.mean())
+        if bool(answer) == agrees:
             return None
-        if drops.get((left, top), -np.inf) >= best - 1e-6:
-            raise Wrong("rows and columns are swapped: give (top, left) = (row, column).")
-        if drops[(top, left)] <= min(drops.values()) + 1e-6:
-            raise Wrong(
-                "this patch lowers the probability least: the drop is p(clean) - p(occluded)."
-            )
         raise Wrong(
-            f"this patch lowers p by {drops[(top, left)]:.3f}; another position lowers it more."
+            "not what the two maps show: draw the square of the largest drop on the Grad-CAM "
+            "map and compare the map's mean inside it with its mean over the image."
         )
 
-    return report("4.4", test, verbose=verbose)
+    return report("4.4b", test, verbose=verbose)

@@ -3,12 +3,14 @@
 1. ``worst_case_point`` / ``robust_loss``: by hand, the inner maximisation of adversarial
    training for logistic regression (Goodfellow et al. 2015, sec. 5): the worst point of the
    L-inf ball and the robust loss ``log(1 + exp(-y w.x + eps ||w||_1))``.
-2. ``training_step``: one step of the lecture's adversarial training written by the student
-   (predict, attack the prediction, clean + adversarial loss against the true labels, one SGD
-   step), compared with :meth:`cnn_utils.defense.AdversarialModel.train_on_batch`.
-3. ``break_masked``: a "defended" model that only hides its gradient (:func:`saturated`, the
-   failure of defensive distillation, Carlini & Wagner 2016); the student finds adversarial
-   examples that white-box PGD does not.
+2. ``training_step``: one step of adversarial training written by the student, with a weight on
+   the clean loss and the attack's labels as arguments (section 1.1 shows one setting; the
+   check runs three), compared with the same step taken by the check; ``defense``'s trainers
+   are switched off while the student's function runs.
+3. ``masking_symptoms`` and ``break_masked``: a colleague's "defended" model that only hides
+   its gradient (:class:`Saturated`, the failure of defensive distillation, Carlini & Wagner
+   2016): the student names the failed rows of the masking checks, finds out what the model
+   wraps, and finds adversarial examples that white-box PGD does not.
 4. ``falls_below``: the smallest radius on a grid at which the robust model's accuracy under a
    fixed PGD attack falls below a level.
 """
@@ -29,17 +31,24 @@ from cnn_utils.exercises import (
     as_array,
     as_number,
     close,
+    copied,
+    forbid,
     not_attempted,
     on_grid,
     report,
+    student_code,
 )
 
 __all__ = [
     "GRID_STEP",
+    "MASKING_EPSILONS",
+    "STEP_CASES",
     "Saturated",
     "accuracy_at",
     "break_masked",
+    "colleagues_model",
     "falls_below",
+    "masking_symptoms",
     "robust_loss",
     "saturated",
     "training_step",
@@ -136,31 +145,56 @@ def _cross_entropy(labels, logits) -> float:
     )
 
 
-def _step_losses(model, x, y, epsilon) -> dict[str, float]:
-    """The batch loss of the lecture's step and of the usual mistakes (before any update)."""
+STEP_CASES = ((1.0, "predicted"), (0.0, "true"), (0.5, "predicted"))
+"""(clean_weight, label_mode) of the steps exercise 6.2 takes (section 1.1 shows the first)."""
+
+
+def _step_losses(model, x, y, epsilon, clean_weight, label_mode) -> dict[str, float]:
+    """The batch loss of the asked step and of the usual mistakes (before any update)."""
     pred = np.asarray(tf.argmax(model(x, training=False), axis=-1))
-    adv_pred = attacks.fgsm(model, x, pred, epsilon)
-    adv_true = attacks.fgsm(model, x, y, epsilon)
+    adv_pred = np.asarray(attacks.fgsm(model, x, pred, epsilon))
+    adv_true = np.asarray(attacks.fgsm(model, x, y, epsilon))
+    adv, other = (adv_pred, adv_true) if label_mode == "predicted" else (adv_true, adv_pred)
     clean = _cross_entropy(y, model(x, training=True))
     return {
-        "right": clean + _cross_entropy(y, model(adv_pred, training=True)),
-        "true labels in the attack": clean + _cross_entropy(y, model(adv_true, training=True)),
-        "adversarial loss only": _cross_entropy(y, model(adv_pred, training=True)),
-        "clean loss only": clean,
-        "predicted labels in the loss": _cross_entropy(pred, model(x, training=True))
-        + _cross_entropy(pred, model(adv_pred, training=True)),
+        "right": clean_weight * clean + _cross_entropy(y, model(adv, training=True)),
+        "other labels in the attack": clean_weight * clean
+        + _cross_entropy(y, model(other, training=True)),
+        "weight ignored": clean + _cross_entropy(y, model(adv, training=True)),
+        "weight on the adversarial loss": clean
+        + clean_weight * _cross_entropy(y, model(adv, training=True)),
+        "predicted labels in the loss": clean_weight * _cross_entropy(pred, model(x, training=True))
+        + _cross_entropy(pred, model(adv, training=True)),
     }
 
 
 _MISTAKES = {
-    "true labels in the attack": "the attack moves away from the true labels; the lecture's "
-    "step attacks the model's prediction y_pred = argmax f(x) (no label leaking).",
-    "adversarial loss only": "only the adversarial loss: the lecture's batch loss also has the "
-    "clean loss (both means, added).",
-    "clean loss only": "only the clean loss: add the loss of the adversarial examples.",
+    "other labels in the attack": "the attack uses the wrong labels: label_mode='predicted' "
+    "attacks the model's prediction argmax f(x), label_mode='true' the true labels y.",
+    "weight ignored": "the loss ignores clean_weight: clean_weight * clean loss + adversarial "
+    "loss.",
+    "weight on the adversarial loss": "clean_weight multiplies the clean loss, not the "
+    "adversarial one.",
     "predicted labels in the loss": "the losses use the predicted labels; both losses are "
-    "against the true labels y (only the attack uses the prediction).",
+    "against the true labels y (only the attack may use the prediction).",
 }
+
+
+def _reference_step(model, x, y, epsilon, learning_rate, clean_weight, label_mode) -> None:
+    """The asked step, taken here on ``model`` (SGD, the attack outside the tape)."""
+    pred = np.asarray(tf.argmax(model(x, training=False), axis=-1))
+    adv = attacks.fgsm(model, x, pred if label_mode == "predicted" else y, epsilon)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    with tf.GradientTape() as tape:
+        adversarial = loss_fn(y, tf.cast(model(adv, training=True), tf.float32))
+        loss = adversarial
+        if clean_weight:
+            clean = loss_fn(y, tf.cast(model(x, training=True), tf.float32))
+            loss = clean_weight * clean + adversarial
+    grads = tape.gradient(loss, model.trainable_variables)
+    keras.optimizers.SGD(learning_rate).apply_gradients(
+        zip(grads, model.trainable_variables, strict=True)
+    )
 
 
 def training_step(
@@ -173,54 +207,68 @@ def training_step(
     *,
     verbose: int = 1,
 ) -> Feedback:
-    """Check ``fn(model, x, y, epsilon, learning_rate)``: one adversarial training step.
+    """Check ``fn(model, x, y, epsilon, learning_rate, clean_weight, label_mode)``: one step.
 
-    ``fn`` must update the model's weights in place with one SGD step and return the batch
-    loss. It runs on a copy of ``model``; :class:`cnn_utils.defense.AdversarialModel` with an
-    FGSM inner attack on the predicted labels (nothing random) takes the same step on another
-    copy, and the loss and every weight must agree.
+    The loss is ``clean_weight`` times the mean clean cross-entropy plus the mean cross-entropy
+    of FGSM examples made for the predicted (``label_mode="predicted"``) or the true labels
+    (``"true"``), both losses against the true labels; ``fn`` takes one plain SGD step on it,
+    in place, and returns the loss computed before the update. It runs on copies of ``model``
+    for each setting of :data:`STEP_CASES`, with ``defense``'s trainers switched off, and the
+    loss and every weight are compared with the same step taken here.
     """
 
     def test():
         x_np = np.asarray(x, np.float32)
         y_np = np.asarray(y).astype(np.int64)
-        student, reference = _copy(model), _copy(model)
-        losses = _step_losses(_copy(model), x_np, y_np, epsilon)
-        before = [w.copy() for w in student.get_weights()]
-        out = fn(student, x_np, y_np, epsilon, learning_rate)
-        if out is None:
-            raise Wrong("your function returns None: return the batch loss.")
-        loss = as_number(out, "the returned loss")
-        trainer = defense.AdversarialModel(
-            reference, epsilon, 1, epsilon, attack="fgsm", label_mode="predicted"
-        )
-        trainer.compile(keras.optimizers.SGD(learning_rate))
-        trainer.train_on_batch(x_np, y_np)
-        if not close(loss, losses["right"], rel=1e-4):
-            for mistake, value in losses.items():
-                if mistake != "right" and close(loss, value, rel=1e-4):
-                    raise Wrong(_MISTAKES[mistake])
-            raise Wrong(
-                "the returned loss is not the lecture's batch loss: mean clean cross-entropy + "
-                "mean cross-entropy of the FGSM examples (made for the predicted labels), "
-                "both against the true labels, computed before the update."
-            )
-        after = student.get_weights()
-        moved = max(float(np.abs(a - b).max()) for a, b in zip(after, before, strict=True))
-        if moved == 0.0:
-            raise Wrong("the loss is right but the weights did not move: apply one SGD step.")
-        gap = max(
-            float(np.abs(a - b).max()) for a, b in zip(after, reference.get_weights(), strict=True)
-        )
-        if gap > 1e-5 + 1e-3 * moved:
-            raise Wrong(
-                "the loss is right but the weights moved differently from AdversarialModel's "
-                f"step (largest difference {gap:.2g}): one plain SGD step of learning_rate "
-                "on the gradient of that loss, the attack outside the tape."
-            )
+        for clean_weight, label_mode in STEP_CASES:
+            _step_case(fn, model, x_np, y_np, epsilon, learning_rate, clean_weight, label_mode)
         return None
 
     return report("6.2", test, verbose=verbose)
+
+
+def _step_case(fn, model, x_np, y_np, epsilon, learning_rate, clean_weight, label_mode) -> None:
+    student, reference = _copy(model), _copy(model)
+    losses = _step_losses(_copy(model), x_np, y_np, epsilon, clean_weight, label_mode)
+    before = [w.copy() for w in student.get_weights()]
+    trainers = [(defense, "AdversarialModel"), (defense, "adversarially_trained")]
+    with student_code(), forbid(*trainers, reason="write the step with a GradientTape."):
+        out = fn(
+            student,
+            copied(x_np),
+            copied(y_np, "int64"),
+            epsilon,
+            learning_rate,
+            clean_weight,
+            label_mode,
+        )
+        if out is None:
+            raise Wrong("your function returns None: return the batch loss.")
+        loss = as_number(out, "the returned loss")
+    _reference_step(reference, x_np, y_np, epsilon, learning_rate, clean_weight, label_mode)
+    setting = f"with clean_weight={clean_weight:g}, label_mode={label_mode!r}"
+    if not close(loss, losses["right"], rel=1e-4):
+        for mistake, value in losses.items():
+            if mistake != "right" and close(loss, value, rel=1e-4):
+                raise Wrong(f"{setting}: {_MISTAKES[mistake]}")
+        raise Wrong(
+            f"{setting} the returned loss is not the asked batch loss: clean_weight x mean "
+            "clean cross-entropy + mean cross-entropy of the FGSM examples, both against the "
+            "true labels, computed before the update."
+        )
+    after = student.get_weights()
+    moved = max(float(np.abs(a - b).max()) for a, b in zip(after, before, strict=True))
+    if moved == 0.0:
+        raise Wrong("the loss is right but the weights did not move: apply one SGD step.")
+    gap = max(
+        float(np.abs(a - b).max()) for a, b in zip(after, reference.get_weights(), strict=True)
+    )
+    if gap > 1e-5 + 1e-3 * moved:
+        raise Wrong(
+            f"{setting} the loss is right but the weights moved differently (largest "
+            f"difference {gap:.2g}): one plain SGD step of learning_rate on the gradient of "
+            "that loss, the attack outside the tape."
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -248,8 +296,61 @@ class Saturated(keras.Model):
 
 
 def saturated(model: keras.Model, scale: float = 1e4) -> keras.Model:
-    """The "defended" model of exercise 6.3 (see :class:`Saturated`)."""
+    """A model whose logits are ``model``'s times ``scale`` (see :class:`Saturated`)."""
     return Saturated(model, scale)
+
+
+def colleagues_model(*candidates: keras.Model) -> keras.Model:
+    """The colleague's "defended" model of exercise 6.3, made from one of ``candidates``.
+
+    Which one, and what was done to it, is for the student to find out (the notebook passes the
+    standard and the robust MNIST models).
+    """
+    return Saturated(candidates[0], 1e4)
+
+
+MASKING_EPSILONS = (0.0, 0.1, 0.2, 1.0)
+"""The radii of exercise 6.3's run of :func:`cnn_utils.robustness.gradient_masking_checks`."""
+
+_MASKING_CACHE: dict = {}
+
+
+def _masking_table(masked, source, x, y, epsilon):
+    key = (id(masked), id(source), float(epsilon), np.asarray(x).tobytes().__hash__())
+    if key not in _MASKING_CACHE:
+        _MASKING_CACHE.clear()
+        _MASKING_CACHE[key] = robustness.gradient_masking_checks(
+            masked, x, y, epsilon, source_model=source, epsilons=list(MASKING_EPSILONS)
+        )
+    return _MASKING_CACHE[key]
+
+
+def masking_symptoms(
+    answer, masked: keras.Model, source: keras.Model, x, y, epsilon: float, *, verbose: int = 1
+) -> Feedback:
+    """Check the names of the rows of ``gradient_masking_checks`` that fail for ``masked``."""
+
+    def test():
+        if not_attempted(answer):
+            return NOT_ATTEMPTED
+        names = [answer] if isinstance(answer, str) else answer
+        try:
+            named = {str(name) for name in names}
+        except TypeError:
+            raise Wrong("answer with a list of the table's row names.") from None
+        table = _masking_table(masked, source, np.asarray(x, np.float32), y, epsilon)
+        rows = set(table.index)
+        unknown = named - rows
+        if unknown:
+            raise Wrong(f"{sorted(unknown)} is not a row of the table; its rows: {sorted(rows)}.")
+        failed = {row for row in rows if not bool(table.loc[row, "passed"])}
+        if named == failed:
+            return None
+        if named - failed:
+            raise Wrong("you named a row that passed: read the 'passed' column again.")
+        raise Wrong("another row fails too: every failed row is a symptom to name.")
+
+    return report("6.3a", test, verbose=verbose)
 
 
 def _accuracy(model, x, y) -> float:
@@ -289,7 +390,7 @@ def break_masked(
             f"{level:.0%} is reachable): a stronger attack, or a better source?"
         )
 
-    return report("6.3", test, verbose=verbose)
+    return report("6.3b", test, verbose=verbose)
 
 
 # ---------------------------------------------------------------------------------------------
