@@ -152,6 +152,7 @@ strip: setup
 	$(BIN)/python tools/colab.py write
 	$(BIN)/python tools/slides.py $(NOTEBOOKS)
 	$(BIN)/python tools/solutions.py write
+	$(BIN)/python tools/grade.py synthesize 01 tests/grade_fixtures >/dev/null
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache .hypothesis
