@@ -19,8 +19,11 @@ from __future__ import annotations
 
 import argparse
 import collections
+import importlib
+import inspect
 import json
 import os
+import re
 import sys
 import traceback
 import warnings
@@ -705,7 +708,26 @@ def small_module_cases():
 # --- running ----------------------------------------------------------------------------------
 
 
-def classify(expect: str, thunk) -> tuple[str, str]:
+def _foreign_name(module: str, description: str, error: Exception) -> str | None:
+    """The argument a "<name> must ..." message names when the called function has no such one.
+
+    A message must name the caller's argument (``layer_names``), not an internal one
+    (``layer_name`` of a helper). The function is the description's first word, looked up in
+    ``cnn_utils.<module>``; a class, or a name the message does not start with, is not judged.
+    """
+    named = re.match(r"([a-z_][a-z0-9_]*)(\[[^\]]*\])? must\b", str(error))
+    function = getattr(
+        importlib.import_module(f"cnn_utils.{module}"), description.split(":")[0], None
+    )
+    if named is None or not inspect.isfunction(function):
+        return None
+    parameters = inspect.signature(function).parameters
+    if named.group(1) in parameters:
+        return None
+    return named.group(1)
+
+
+def classify(expect: str, thunk, module: str = "", description: str = "") -> tuple[str, str]:
     try:
         result = thunk()
     except Exception as error:  # noqa: BLE001 - classifying every failure is the point
@@ -715,8 +737,11 @@ def classify(expect: str, thunk) -> tuple[str, str]:
         if expect == "ok":
             return "broken", message
         says = "must" in str(error) or "Received" in str(error)
-        if isinstance(error, (ValueError, TypeError)) and ours and says:
+        foreign = _foreign_name(module, description, error) if module else None
+        if isinstance(error, (ValueError, TypeError)) and ours and says and foreign is None:
             return "clear", message
+        if foreign is not None:
+            return "unclear", f"names {foreign!r}, not an argument of the function: {message}"
         return "unclear", message
     if expect == "ok":
         return "handled", ""
@@ -743,7 +768,7 @@ def main() -> None:
     table = collections.defaultdict(collections.Counter)
     rows = []
     for module, description, expect, thunk in CASES:
-        outcome, detail = classify(expect, thunk)
+        outcome, detail = classify(expect, thunk, module, description)
         table[module][outcome] += 1
         rows.append({"module": module, "case": description, "outcome": outcome, "detail": detail})
     kinds = ("clear", "unclear", "silent", "handled", "broken")

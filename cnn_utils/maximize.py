@@ -911,9 +911,13 @@ def deep_dream(
     """
     image = _pixels(image, "image")
     seed = _checks.seed(seed)
+    objective = LayerNorm(layer_names)
+    probe.ensure_built(model)
+    for each in objective.layer_names:
+        probe.layer(model, each, name="layer_names")
     return optimize_input(
         model,
-        LayerNorm(layer_names),
+        objective,
         init=image,
         regularizers=regularizers,
         transforms=[Jitter(1, seed=seed)] if transforms is None else transforms,
@@ -1044,6 +1048,10 @@ def style_transfer(
         )
     if isinstance(style_layers, str):
         style_layers = [style_layers]
+    probe.ensure_built(model)
+    probe.layer(model, content_layer, name="content_layer")
+    for each in style_layers:
+        probe.layer(model, each, name="style_layers")
     names = [content_layer, *style_layers]
     activations = probe.layer_model(model, names)
     content_target = tf.cast(activations(content, training=False)[0], tf.float32)

@@ -230,7 +230,20 @@ BAD_CALLS = [
     (lambda m: maximize.invert_features(m, "nope", _X), "layer_name must be one of"),
     (lambda m: maximize.deep_dream(m, "conv1", _X * 255), "divide by 255"),
     (lambda m: maximize.deep_dream(m, "conv1", _X - 1), r"image must lie in \[0, 1\]"),
-    (lambda m: maximize.deep_dream(m, "nope", _X), "layer_name must be one of"),
+    (lambda m: maximize.deep_dream(m, "nope", _X), "layer_names must be one of"),
+    (lambda m: maximize.deep_dream(m, ["conv1", "nope"], _X), "layer_names must be one of"),
+    (
+        lambda m: maximize.style_transfer(
+            m, _X[:1], _X[1:], content_layer="nope", style_layers=["conv1"]
+        ),
+        "content_layer must be one of",
+    ),
+    (
+        lambda m: maximize.style_transfer(
+            m, _X[:1], _X[1:], content_layer="res2", style_layers=["conv1", "nope"]
+        ),
+        "style_layers must be one of",
+    ),
     (lambda m: maximize.deep_dream(m, [], _X), "layer_names must not be empty"),
     (
         lambda m: maximize.style_transfer(

@@ -1,12 +1,15 @@
 """The weights shipped with the course: the mechanism (a tiny recipe) and the real files."""
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 from test_training import Recipe, X
 
 from cnn_utils import config, data, shipped, training
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -137,6 +140,24 @@ def test_shipped_files_match_their_manifest_and_budget():
     # No stray weights files that the manifest does not list.
     files = {p.name for p in shipped.SHIPPED_DIR.glob("*.weights.h5")}
     assert files == {entry["file"] for entry in MANIFEST.values()}
+
+
+def test_weights_check_reports_what_the_doctor_reports(tmp_path, monkeypatch, capsys):
+    """tools/weights.py check lists the manifest's problems (shipped.problems), exit code 1."""
+    import importlib.util
+    import shutil
+
+    spec = importlib.util.spec_from_file_location("weights_tool", ROOT / "tools" / "weights.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    folder = tmp_path / "shipped"
+    shutil.copytree(shipped.SHIPPED_DIR, folder)
+    monkeypatch.setattr(shipped, "SHIPPED_DIR", folder)
+    assert tool.check() == 0  # the real folder, copied: no problem
+    (folder / "manifest.json").write_text('{"a":')  # truncated
+    assert tool.check() == 1
+    err = capsys.readouterr().err
+    assert "truncated" in err and err.count("problem:") == len(shipped.problems())
 
 
 @pytest.mark.parametrize("name", sorted(training.TRAINED_MODELS))
