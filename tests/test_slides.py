@@ -142,6 +142,19 @@ def test_a_cell_too_tall_for_a_slide_shows_its_outputs_on_the_next():
     assert f".celltag_{slides.OUTPUT_TAG} .jp-InputArea" in template  # its empty input hidden
 
 
+def test_outputs_taller_than_a_slide_together_take_a_sub_slide_each():
+    """Four wide figures of one cell (05's attack grids) do not fit one slide even shrunk."""
+    grids = [figure(1330, 544) for _ in range(4)]
+    cell = {**code("show_grids()", *grids), "id": "grids"}
+    nb = slides.fit({"cells": [md("# T"), md("## 1. Part"), cell, md("What to see: grids.")]})
+    results = [c for c in nb["cells"] if slides.OUTPUT_TAG in c["metadata"].get("tags", [])]
+    assert [c["outputs"] for c in results] == [[g] for g in grids]
+    assert [c["id"] for c in results] == ["grids-out", "grids-out1", "grids-out2", "grids-out3"]
+    kinds = [c["metadata"]["slideshow"]["slide_type"] for c in nb["cells"]]
+    assert kinds.count("subslide") == 4 and kinds[-1] == "notes"
+    assert all(slides.slide_height(c) <= slides.SLIDE_HEIGHT - slides.HEADED for c in results)
+
+
 def test_squeeze_shrinks_the_code_box_then_the_figures():
     body = "\n".join(f"line_{k} = {k}" for k in range(20))
     cell = code(body, figure(1330, 900))

@@ -256,21 +256,33 @@ def split_paragraphs(cell: dict, room: int) -> list[dict]:
 
 
 def split_outputs(cell: dict, room: int) -> list[dict]:
-    """A code cell whose code and outputs do not fit ``room`` together, as two cells.
+    """A code cell whose code and outputs do not fit ``room`` together, as two cells or more.
 
-    The first holds the code, the second (tagged ``OUTPUT_TAG``: the template hides its empty
-    input) the outputs, so the result can take the next sub-slide whole.
+    The first holds the code, the next (tagged ``OUTPUT_TAG``: the template hides its empty
+    input) the outputs, so the result can take the next sub-slide whole; outputs that do not
+    fit one slide together (four wide figures) are split into as many such cells as they need.
     """
     if cell.get("cell_type") != "code" or not cell.get("outputs") or not _source(cell).strip():
         return [cell]
     if slide_height(cell) <= room:
         return [cell]
     code = {**cell, "metadata": copy.deepcopy(cell.get("metadata", {})), "outputs": []}
-    result = {**cell, "metadata": copy.deepcopy(cell.get("metadata", {})), "source": ""}
-    result["metadata"].setdefault("tags", []).append(OUTPUT_TAG)
-    if "id" in cell:
-        result["id"] = f"{cell['id'][:60]}-out"
-    return [code, result]
+    groups, height = [[]], 0  # outputs taller than a slide together: one sub-slide per group
+    for output in cell["outputs"]:
+        if groups[-1] and height + figure_height(output) > room - CELL_GAP:
+            groups.append([])
+            height = 0
+        groups[-1].append(output)
+        height += figure_height(output)
+    results = []
+    for number, outputs in enumerate(groups):
+        result = {**cell, "metadata": copy.deepcopy(cell.get("metadata", {})), "source": ""}
+        result["metadata"].setdefault("tags", []).append(OUTPUT_TAG)
+        result["outputs"] = outputs
+        if "id" in cell:
+            result["id"] = f"{cell['id'][:60]}-out{number or ''}"
+        results.append(result)
+    return [code, *results]
 
 
 def squeeze(cell: dict, room: int) -> None:
