@@ -85,8 +85,9 @@ class AdversarialModel(keras.Model):
     and reports the same numbers: ``loss``, each compiled metric on the clean half
     (``accuracy``) and on the adversarial batch (``adv_accuracy``). These numbers come from the
     training attack and are optimistic; for a final evaluation use
-    :func:`cnn_utils.robustness.evaluate_robustness` (APGD-CE, then targeted APGD-DLR on the
-    survivors) or :func:`cnn_utils.robustness.robust_accuracy` with ``restarts=``.
+    :func:`cnn_utils.autoattack.evaluate_robustness` (AutoAttack: APGD-CE, APGD-T, FAB-T and
+    Square, each on the survivors) or :func:`cnn_utils.robustness.robust_accuracy` with
+    ``restarts=``.
 
     ``epsilon`` and ``step_size`` are non-trainable variables of the wrapper (not of the
     classifier), so a callback such as :class:`EpsilonRamp` can change them between steps

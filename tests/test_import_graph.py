@@ -27,6 +27,7 @@ FLOORS = {
     "probe": 6,
     "_attack_settings": 6,
     "attacks": 7,
+    "autoattack": 8,
     "robustness": 9,
     "defense": 10,
     "saliency": 10,

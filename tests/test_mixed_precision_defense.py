@@ -4,7 +4,7 @@ import keras
 import numpy as np
 from conftest import build_tiny_model
 
-from cnn_utils import defense, robustness
+from cnn_utils import autoattack, defense, robustness
 
 
 def test_adversarial_training_and_evaluation_under_mixed_float16():
@@ -21,7 +21,9 @@ def test_adversarial_training_and_evaluation_under_mixed_float16():
         acc = robustness.robust_accuracy(
             model, x, y, "pgd", epsilon=0.1, num_steps=3, step_size=0.05, seed=0, verbose=0
         )
-        report = robustness.evaluate_robustness(model, x, y, 0.1, verbose=0)
+        report = autoattack.evaluate_robustness(
+            model, x, y, 0.1, num_steps=5, target_classes=2, square_queries=20, verbose=0
+        )
         assert 0.0 <= acc <= 1.0 and report is not None
     finally:
         keras.mixed_precision.set_global_policy("float32")
