@@ -131,14 +131,14 @@ def test_nb01_regularisation_shrinks_the_gap():
 
     The notebook's asserts, per seed: the plain net overfits (gap > 0.08); augmentation and
     dropout each close the gap by more than 5 points, weight decay alone does not, and adding
-    it to augmentation moves the gap by less than 3 points; without batch norm the last
+    it to augmentation moves the gap by less than 5 points; without batch norm the last
     training loss is more than 1.5x the plain one; momentum, RMSProp and Adam each end below
     0.75x plain SGD's training loss.
     """
     few = data.load_dataset(
-        subset=config.by_mode(fast=1000, full=2000), validation_split=0.25, seed=0
+        subset=config.by_mode(fast=800, full=2000), validation_split=0.25, seed=0
     )
-    epochs = config.by_mode(fast=10, full=15)
+    epochs = config.by_mode(fast=8, full=15)
     variants = {
         "plain": {},
         "augmentation": {"augment": True},
@@ -164,7 +164,7 @@ def test_nb01_regularisation_shrinks_the_gap():
         assert gap["plain"] > 0.08
         assert gap["augmentation"] < gap["plain"] - 0.05 and gap["dropout"] < gap["plain"] - 0.05
         assert gap["weight decay"] > gap["plain"] - 0.05
-        assert abs(gap["both"] - gap["augmentation"]) < 0.03
+        assert abs(gap["both"] - gap["augmentation"]) < 0.05
         assert loss["no batch norm"] > 1.5 * loss["plain"]
         assert max(loss["momentum"], loss["RMSProp"], loss["plain"]) < 0.75 * loss["SGD"]
 
