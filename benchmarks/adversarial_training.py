@@ -10,9 +10,10 @@ through ``model.fit`` on the 60,000 MNIST training images, within a training-tim
 * PGD-50 accuracy (the project's old protocol, kept for comparison): step 0.01, random start,
   ``--restarts`` extra random restarts, each run scored on its last iterate; an example counts
   as robust only if it survives every run;
-* the strong protocol, :func:`cnn_utils.robustness.evaluate_robustness`: APGD-CE (100
-  iterations), then targeted APGD-DLR against ``--target-classes`` classes on the survivors,
-  every iterate scored (an "AutoAttack-lite" without FAB and Square).
+* the strong protocol, :func:`cnn_utils.autoattack.evaluate_robustness` with
+  ``version="lite"``: APGD-CE (100 iterations), then targeted APGD-DLR against
+  ``--target-classes`` classes on the survivors, every iterate scored (AutoAttack without FAB
+  and Square; ``benchmarks/robustbench_style.py`` runs the standard protocol).
 
 Training attack (``--attack``): ``pgd`` (default: ``--steps`` steps of size
 ``2.5 * eps / steps`` from a random start, adversarial loss only, Madry et al. 2018) or
@@ -43,7 +44,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from cnn_utils import attacks, config, data, defense, models, robustness  # noqa: E402
+from cnn_utils import attacks, autoattack, config, data, defense, models, robustness  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "adversarial_training.json"
 EPSILON = 0.3
@@ -195,11 +196,12 @@ def main() -> None:
         seed=args.seed + 1,
     )
     eval_seconds = time.perf_counter() - start
-    report = robustness.evaluate_robustness(
+    report = autoattack.evaluate_robustness(
         classifier,
         x,
         y,
         EPSILON,
+        version="lite",
         num_steps=10 if args.quick else args.apgd_steps,
         target_classes=args.target_classes,
         seed=args.seed + 2,
@@ -250,7 +252,7 @@ def main() -> None:
             "pgd_accuracy_per_run": per_run,
             "seconds": round(eval_seconds, 1),
             "strong_protocol": "APGD-CE then targeted APGD-DLR on the survivors "
-            "(robustness.evaluate_robustness; no FAB, no Square)",
+            "(autoattack.evaluate_robustness, version='lite'; no FAB, no Square)",
             "strong_accuracy": strong,
             "strong_apgd_steps": 10 if args.quick else args.apgd_steps,
             "strong_target_classes": args.target_classes,
