@@ -224,10 +224,11 @@ _NAMED = {**ATTACKS, "apgd": apgd, "square": square}
 """The attacks by name: the lecture's (:data:`cnn_utils.attacks.ATTACKS`) and AutoAttack's."""
 
 
-def resolve_attack(attack) -> Callable | None:
+def resolve_attack(attack, name: str = "attack") -> Callable | None:
     """An attack given by name (``"fgsm"``, ``"pgd"``, ``"mim"``, ``"apgd"``, ``"square"``).
 
-    A callable or ``None`` is returned as it is.
+    A callable or ``None`` is returned as it is. ``name`` is the caller's argument, for the
+    message (``"attacks"`` in :func:`epsilon_sweep`).
 
     Raises:
         ValueError: An unknown name.
@@ -237,7 +238,7 @@ def resolve_attack(attack) -> Callable | None:
     if attack in _NAMED:
         return _NAMED[attack]
     raise ValueError(
-        f"attack must be None, a callable or one of {tuple(_NAMED)}. Received: attack={attack!r}"
+        f"{name} must be None, a callable or one of {tuple(_NAMED)}. Received: {name}={attack!r}"
     )
 
 
@@ -324,10 +325,10 @@ def _broken(model, x, labels, attack, kwargs: dict, run: int) -> Result:
     return Result(broken, np.asarray(x_adv), np.zeros(len(labels), bool), 0)
 
 
-def _checked_labels(model, x, y) -> np.ndarray:
+def _checked_labels(model, x, y, name: str = "model") -> np.ndarray:
     """Labels checked against ``model`` (logits, one output) and ``x`` (finite, fits it)."""
     x = _checks.images(x)
-    classes = _checks.logits_model(model, x)
+    classes = _checks.logits_model(model, x, name)
     return np.asarray(_checks.labels(y, int(x.shape[0]), classes))
 
 
@@ -480,9 +481,9 @@ def epsilon_sweep(
             f"e.g. ('fgsm', 'pgd'). Received: attacks={attacks!r}"
         )
     if isinstance(attacks, Mapping):
-        table = {str(name): resolve_attack(fn) for name, fn in attacks.items()}
+        table = {str(k): resolve_attack(fn, f"attacks[{k!r}]") for k, fn in attacks.items()}
     else:
-        table = {str(name): resolve_attack(name) for name in attacks}
+        table = {str(a): resolve_attack(a, f"attacks[{i}]") for i, a in enumerate(attacks)}
     step_rule = attack_kwargs.pop("step_size", None)
     taken = set().union(*(inspect.signature(fn).parameters for fn in table.values()))
     unknown = sorted(set(attack_kwargs) - taken)
@@ -549,8 +550,8 @@ def transfer_matrix(
     if attack is None or not models:
         raise ValueError("models must be a non-empty mapping and attack must not be None.")
     batch_size = _checks.batch_size(batch_size)
-    for model in models.values():
-        labels = _checked_labels(model, x, y)
+    for model_name, model in models.items():
+        labels = _checked_labels(model, x, y, f"models[{model_name!r}]")
     x = np.asarray(x, dtype=np.float32)
     keep = np.ones(len(labels), bool)
     for model in models.values():

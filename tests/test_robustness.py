@@ -124,6 +124,16 @@ def test_bad_helper_arguments(model):
     x, y = images(4), labels(4)
     with pytest.raises(ValueError, match="attack must be None, a callable or one of"):
         robustness.robust_accuracy(model, x, y, "cw")
+    # each message names the caller's own argument
+    with pytest.raises(ValueError, match=r"attacks\[1\] must be None, a callable or one of"):
+        robustness.epsilon_sweep(model, x, y, [0.1], ["fgsm", "cw"], verbose=0)
+    with pytest.raises(ValueError, match=r"attacks\['mine'\] must be None, a callable"):
+        robustness.epsilon_sweep(model, x, y, [0.1], {"mine": "cw"}, verbose=0)
+    softmax = keras.Sequential(
+        [keras.Input(SHAPE), keras.layers.Flatten(), keras.layers.Dense(NUM_CLASSES, "softmax")]
+    )
+    with pytest.raises(ValueError, match=r"models\['probs'\] must return logits"):
+        robustness.transfer_matrix({"a": model, "probs": softmax}, x, y, "fgsm", epsilon=0.1)
     with pytest.raises(ValueError, match="batch_size must be a positive integer"):
         robustness.robust_accuracy(model, x, y, "fgsm", batch_size=0)
     with pytest.raises(ValueError, match="targeted"):
