@@ -129,9 +129,9 @@ def _nb01_section9_run(
 def test_nb01_regularisation_shrinks_the_gap():
     """Notebook 01, section 9: one change at a time, and the four optimisers, over three seeds.
 
-    The notebook's asserts, per seed: the plain net overfits (gap > 0.08); augmentation and
-    dropout each close the gap by more than 5 points, weight decay alone does not, and adding
-    it to augmentation moves the gap by less than 5 points; without batch norm the last
+    The notebook's asserts, per seed: the plain net overfits (gap > 0.08); augmentation (alone
+    or with weight decay) and dropout each close the gap by more than 5 points, weight decay
+    alone does not; without batch norm the last
     training loss is more than 1.5x the plain one; momentum, RMSProp and Adam each end below
     0.75x plain SGD's training loss.
     """
@@ -164,7 +164,7 @@ def test_nb01_regularisation_shrinks_the_gap():
         assert gap["plain"] > 0.08
         assert gap["augmentation"] < gap["plain"] - 0.05 and gap["dropout"] < gap["plain"] - 0.05
         assert gap["weight decay"] > gap["plain"] - 0.05
-        assert abs(gap["both"] - gap["augmentation"]) < 0.05
+        assert gap["both"] < gap["plain"] - 0.05
         assert loss["no batch norm"] > 1.5 * loss["plain"]
         assert max(loss["momentum"], loss["RMSProp"], loss["plain"]) < 0.75 * loss["SGD"]
 
