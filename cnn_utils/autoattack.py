@@ -503,6 +503,28 @@ def apgd_settings(epsilon, num_steps, loss, target_rank, rho, eot, norm, lo, hi,
     return settings, loss, target_rank, rho, eot
 
 
+def _refuse_float16_overflow(model, x, labels) -> None:
+    """Under a float16 policy a NaN or Inf input gradient is an overflow: an error naming the fix.
+
+    (Under float32 a non-finite gradient is reported as masking instead; see ``bad_gradient``.)
+    """
+    policy = getattr(getattr(model, "dtype_policy", None), "compute_dtype", "float32")
+    if policy not in ("float16", "bfloat16"):
+        return
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        logits = tf.cast(model(x, training=False), tf.float32)
+        loss = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+    grad = tape.gradient(loss, x)
+    if grad is not None and not bool(tf.reduce_all(tf.math.is_finite(grad))):
+        raise ValueError(
+            f"The loss or its input gradient is NaN or Inf under a {policy} policy. float16 "
+            "overflow: run the attack under a float32 policy "
+            "(keras.mixed_precision.set_global_policy('float32') before building or loading "
+            "the model)."
+        )
+
+
 def checked_batch(model, x, y, settings: AttackSettings, loss="ce", target_rank=2):
     """Images in the clip range and labels in range for ``model`` (as the attacks check them)."""
     x = _checks.images(x, value_range=(settings.clip_value_min, settings.clip_value_max))
@@ -512,6 +534,7 @@ def checked_batch(model, x, y, settings: AttackSettings, loss="ce", target_rank=
         return x, labels
     classes = _checks.logits_model(model, x)
     labels = _checks.labels(labels, batch, classes)
+    _refuse_float16_overflow(model, x, labels)
     needed = {"ce": 2, "dlr": 3, "dlr_targeted": max(3, target_rank)}[loss]
     if classes is not None and classes < needed:
         raise ValueError(

@@ -992,6 +992,16 @@ def caricature(
     )
 
 
+def _style_layers(model: keras.Model, content_layer, style_layers) -> list:
+    """The style layers as a list, every layer name checked against ``model`` by its argument."""
+    style_layers = [style_layers] if isinstance(style_layers, str) else list(style_layers)
+    probe.ensure_built(model)
+    probe.layer(model, content_layer, name="content_layer")
+    for each in style_layers:
+        probe.layer(model, each, name="style_layers")
+    return style_layers
+
+
 def style_transfer(
     model: keras.Model,
     content_image,
@@ -1046,12 +1056,7 @@ def style_transfer(
             "style_image must have the content image's shape. Received: "
             f"content_image shape {content.shape}, style_image shape {style.shape}"
         )
-    if isinstance(style_layers, str):
-        style_layers = [style_layers]
-    probe.ensure_built(model)
-    probe.layer(model, content_layer, name="content_layer")
-    for each in style_layers:
-        probe.layer(model, each, name="style_layers")
+    style_layers = _style_layers(model, content_layer, style_layers)
     names = [content_layer, *style_layers]
     activations = probe.layer_model(model, names)
     content_target = tf.cast(activations(content, training=False)[0], tf.float32)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from test_training import Recipe, X, Y
 
-from cnn_utils import attacks, config, defense, doctor, robustness, shipped, training
+from cnn_utils import attacks, autoattack, config, defense, doctor, robustness, shipped, training
 
 
 def _cache_warnings(record) -> list[str]:
@@ -307,6 +307,10 @@ def test_float16_overflow_in_an_attack_is_an_error_that_names_the_fix():
         x = np.full((2, 8, 8, 1), 0.9, "float32")
         with pytest.raises(ValueError, match="float16 overflow: run the attack under a float32"):
             attacks.fgsm(model, x, np.array([0, 1]), 0.1)
+        with pytest.raises(ValueError, match="float16 overflow: run the attack under a float32"):
+            autoattack.apgd(model, x, np.array([0, 1]), 0.1, num_steps=2)
+        with pytest.raises(ValueError, match="float16 overflow: run the attack under a float32"):
+            autoattack.evaluate_robustness(model, x, np.array([0, 1]), 0.1, verbose=0)
     finally:
         keras.mixed_precision.set_global_policy("float32")
 
