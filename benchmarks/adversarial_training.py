@@ -2,8 +2,8 @@
 
 Trains a small CNN (two 3x3 convolutions with 32 and 64 filters, each followed by 2x2 max
 pooling, a Dense hidden layer, logits) with :class:`cnn_utils.defense.AdversarialModel`
-through ``model.fit`` on the 60,000 MNIST training images, within a training-time budget
-(15 minutes on this 2-core machine), then measures on the 10,000 test images:
+through ``model.fit`` on the 60,000 MNIST training images for a fixed number of epochs (7 by
+default: about 15 minutes on this 2-core machine), then measures on the 10,000 test images:
 
 * clean accuracy;
 * FGSM accuracy (epsilon = 0.3);
@@ -13,17 +13,31 @@ through ``model.fit`` on the 60,000 MNIST training images, within a training-tim
 * the strong protocol, :func:`cnn_utils.autoattack.evaluate_robustness` with
   ``version="lite"``: APGD-CE (100 iterations), then targeted APGD-DLR against
   ``--target-classes`` classes on the survivors, every iterate scored (AutoAttack without FAB
-  and Square; ``benchmarks/robustbench_style.py`` runs the standard protocol).
+  and Square; ``benchmarks/robustbench_style.py --model benchmark`` runs the standard protocol
+  on this model).
 
 Training attack (``--attack``): ``pgd`` (default: ``--steps`` steps of size
 ``2.5 * eps / steps`` from a random start, adversarial loss only, Madry et al. 2018) or
 ``fgsm_rs`` (one step of 1.25 * eps from a random start, Wong et al. 2020). Epsilon grows
 linearly over the first ``--ramp`` of the steps (:class:`cnn_utils.defense.EpsilonRamp`); Adam
-with a cosine-decayed learning rate. Results go to
-``benchmarks/results/adversarial_training.json`` (``--quick`` writes to a scratch file
+with a cosine-decayed learning rate.
+
+The trained classifier goes through :func:`cnn_utils.training.cached_model` (name
+``benchmark_robust``, keyed by the architecture and every setting), so a second run loads it
+instead of training, and the model of the default settings ships with the package
+(``cnn_utils/shipped/``): with the shipped weights, the first run loads it in seconds too. To
+ship it again after a change of recipe::
+
+    export CNN_UTILS_CACHE=/tmp/bench_cache CNN_UTILS_SHIPPED=0
+    python benchmarks/adversarial_training.py --train-only
+    python tools/weights.py collect /tmp/bench_cache --mode full --add
+
+``--budget SECONDS`` stops training after that much time instead (the old protocol; the model
+is then not cached, since a time budget trains different weights on every machine). Results go
+to ``benchmarks/results/adversarial_training.json`` (``--quick`` writes to a scratch file
 instead: a few thousand images, one epoch, a 1,000-image evaluation, to check the script).
 
-Run (about 20 minutes on 2 CPU cores)::
+Run (about 10 minutes of evaluation on 2 CPU cores with the shipped model; 15 more to train)::
 
     KERAS_HOME=... python benchmarks/adversarial_training.py
 """
@@ -44,10 +58,12 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from cnn_utils import attacks, autoattack, config, data, defense, models, robustness  # noqa: E402
+from cnn_utils import attacks, autoattack, config, data, defense, models, robustness, training  # noqa: E402, E501
 
 RESULTS = Path(__file__).resolve().parent / "results" / "adversarial_training.json"
 EPSILON = 0.3
+CACHE_NAME = "benchmark_robust"  # start of the cache (and shipped) file name
+COSINE_ALPHA = 0.02  # the learning rate decays to 2 % of its start
 PUBLISHED = {
     "Madry et al. 2018 (PGD-40 training, PGD-100 eval, 50 restarts)": {
         "clean": 0.985,
@@ -77,8 +93,13 @@ class TimeBudget(keras.callbacks.Callback):
             self.stopped_early = True
 
 
-def build_model(dense_units: int) -> keras.Model:
-    """The benchmark's CNN: conv 32 -> pool -> conv 64 -> pool -> Dense -> logits, no BN."""
+def build_model(dense_units: int = 256, name: str | None = "mnist_robust_cnn") -> keras.Model:
+    """The benchmark's CNN: conv 32 -> pool -> conv 64 -> pool -> Dense -> logits, no BN.
+
+    With ``dense_units=128, name=None`` it is notebook 06's ``architecture()`` (the name is
+    part of the cache key, so it must match the notebook's).
+    """
+    options = {} if name is None else {"name": name}
     return models.small_cnn(
         (28, 28, 1),
         10,
@@ -88,7 +109,113 @@ def build_model(dense_units: int) -> keras.Model:
         dense_units=dense_units,
         dropout=0.0,
         batch_norm=False,
-        name="mnist_robust_cnn",
+        **options,
+    )
+
+
+def inner_attack(attack: str, steps: int) -> tuple[int, float]:
+    """The training attack's number of steps and step size."""
+    if attack == "pgd":
+        return steps, 2.5 * EPSILON / steps
+    return 1, 1.25 * EPSILON
+
+
+def recipe(
+    *,
+    attack: str = "pgd",
+    steps: int = 10,
+    epochs: int = 7,
+    batch_size: int = 128,
+    dense_units: int = 256,
+    learning_rate: float = 1e-3,
+    ramp: float = 0.15,
+    clean_weight: float = 0.0,
+    seed: int = 0,
+    quick: bool = False,
+) -> dict:
+    """Every setting that changes the trained weights: the cache key (with the architecture).
+
+    The defaults are the shipped model's recipe.
+    """
+    num_steps, step_size = inner_attack(attack, steps)
+    return {
+        "recipe": "benchmarks/adversarial_training.py",
+        "dataset": "mnist",
+        "subset": 6000 if quick else None,
+        "dense_units": dense_units,
+        "attack": attack,
+        "epsilon": EPSILON,
+        "num_steps": num_steps,
+        "step_size": step_size,
+        "label_mode": "true",
+        "clean_weight": clean_weight,
+        "epochs": 1 if quick else epochs,
+        "batch_size": batch_size,
+        "optimizer": "adam",
+        "learning_rate": learning_rate,
+        "schedule": {"name": "cosine", "alpha": COSINE_ALPHA, "over": "all steps"},
+        "epsilon_ramp_fraction": ramp,
+        "seed": seed,
+    }
+
+
+def fit_recipe(classifier: keras.Model, settings: dict, budget: float | None = None) -> dict:
+    """Train ``classifier`` in place by ``settings`` (see :func:`recipe`); what the cache keeps."""
+    ds = data.load_dataset("mnist", subset=settings["subset"], seed=settings["seed"])
+    model = defense.AdversarialModel(
+        classifier,
+        settings["epsilon"],
+        settings["num_steps"],
+        settings["step_size"],
+        attack=settings["attack"],
+        label_mode=settings["label_mode"],
+        clean_weight=settings["clean_weight"],
+        seed=settings["seed"],
+    )
+    epochs, batch_size = settings["epochs"], settings["batch_size"]
+    total_steps = -(-len(ds.x_train) // batch_size) * epochs
+    schedule = keras.optimizers.schedules.CosineDecay(
+        settings["learning_rate"], total_steps, alpha=settings["schedule"]["alpha"]
+    )
+    model.compile(keras.optimizers.Adam(schedule))
+    ramp = defense.EpsilonRamp(max(1, round(settings["epsilon_ramp_fraction"] * total_steps)))
+    callbacks = [ramp, training.StopOnNonFinite()]
+    if budget is not None:
+        callbacks.append(TimeBudget(budget))
+    print(
+        f"Training on {len(ds.x_train)} MNIST images, {epochs} epochs, "
+        f"attack={settings['attack']} ({settings['num_steps']} steps of "
+        f"{settings['step_size']:.4f}), {classifier.count_params():,} parameters"
+    )
+    start = time.perf_counter()
+    history = model.fit(
+        ds.x_train, ds.y_train, batch_size=batch_size, epochs=epochs, callbacks=callbacks, verbose=2
+    )
+    seconds = time.perf_counter() - start
+    logits = classifier.predict(ds.x_test, batch_size=500, verbose=0)
+    return {
+        "history": {k: [round(float(v), 4) for v in vs] for k, vs in history.history.items()},
+        "train_seconds": round(seconds, 1),
+        "epochs_run": len(history.history["loss"]),
+        "stopped_by_budget": budget is not None and callbacks[-1].stopped_early,
+        "test_accuracy": float((logits.argmax(-1) == ds.y_test).mean()),
+    }
+
+
+def trained_model(settings: dict | None = None, *, verbose: int = 1) -> tuple[keras.Model, dict]:
+    """The benchmark's classifier and its info: cached (or shipped), else trained and cached.
+
+    ``settings`` defaults to the shipped recipe (:func:`recipe` with its defaults), which loads
+    from ``cnn_utils/shipped/`` in seconds.
+    """
+    settings = recipe() if settings is None else settings
+    return training.cached_model(
+        CACHE_NAME,
+        lambda: build_model(settings["dense_units"]),
+        lambda classifier: fit_recipe(classifier, settings),
+        settings,
+        verbose=verbose,
+        return_info=True,
     )
 
 
@@ -123,63 +250,55 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--attack", choices=("pgd", "fgsm_rs"), default="pgd")
     parser.add_argument("--steps", type=int, default=10, help="PGD steps during training")
-    parser.add_argument("--epochs", type=int, default=13)
+    parser.add_argument("--epochs", type=int, default=7)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--dense-units", type=int, default=256)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--ramp", type=float, default=0.15, help="fraction of steps to ramp eps")
     parser.add_argument("--clean-weight", type=float, default=0.0)
-    parser.add_argument("--budget", type=float, default=900.0, help="training seconds at most")
+    parser.add_argument(
+        "--budget", type=float, default=None, help="training seconds at most (not cached)"
+    )
     parser.add_argument("--restarts", type=int, default=2, help="extra PGD-50 random restarts")
     parser.add_argument("--target-classes", type=int, default=9, help="APGD-T target classes")
     parser.add_argument("--apgd-steps", type=int, default=100, help="APGD iterations per run")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="tiny run to check the script")
+    parser.add_argument("--train-only", action="store_true", help="train (or load), then stop")
     parser.add_argument("--save", type=Path, default=None, help="save the trained classifier")
     args = parser.parse_args()
 
     config.set_seed(args.seed)
-    subset, test_subset = (6000, 1000) if args.quick else (None, None)
-    epochs = 1 if args.quick else args.epochs
-    ds = data.load_dataset("mnist", subset=subset, test_subset=test_subset, seed=args.seed)
-    classifier = build_model(args.dense_units)
-    if args.attack == "pgd":
-        num_steps, step_size = args.steps, 2.5 * EPSILON / args.steps
-    else:
-        num_steps, step_size = 1, 1.25 * EPSILON
-    model = defense.AdversarialModel(
-        classifier,
-        EPSILON,
-        num_steps,
-        step_size,
+    settings = recipe(
         attack=args.attack,
-        label_mode="true",
+        steps=args.steps,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        dense_units=args.dense_units,
+        learning_rate=args.learning_rate,
+        ramp=args.ramp,
         clean_weight=args.clean_weight,
         seed=args.seed,
-    )
-    steps_per_epoch = -(-len(ds.x_train) // args.batch_size)
-    total_steps = steps_per_epoch * epochs
-    schedule = keras.optimizers.schedules.CosineDecay(args.learning_rate, total_steps, alpha=0.02)
-    model.compile(keras.optimizers.Adam(schedule))
-    budget = TimeBudget(args.budget)
-    ramp = defense.EpsilonRamp(max(1, round(args.ramp * total_steps)))
-    print(
-        f"Training on {len(ds.x_train)} MNIST images, {epochs} epochs, attack={args.attack} "
-        f"({num_steps} steps of {step_size:.4f}), {classifier.count_params():,} parameters"
+        quick=args.quick,
     )
     start = time.perf_counter()
-    history = model.fit(
-        ds.x_train,
-        ds.y_train,
-        batch_size=args.batch_size,
-        epochs=epochs,
-        callbacks=[ramp, budget],
-        verbose=2,
+    if args.budget is None:
+        classifier, info = trained_model(settings)
+    else:  # a time budget: different weights on every machine, so nothing is cached
+        config.set_seed(args.seed)
+        classifier = build_model(args.dense_units)
+        info = {**settings, **fit_recipe(classifier, settings, args.budget), "from_cache": False}
+    load_seconds = time.perf_counter() - start
+    print(
+        f"{'loaded' if info.get('from_cache') else 'trained'} in {load_seconds:.1f} s "
+        f"(test accuracy {info['test_accuracy']:.4f})"
     )
-    train_seconds = time.perf_counter() - start
     if args.save is not None:
         classifier.save(args.save)  # reload with keras.models.load_model to attack it further
+    if args.train_only:
+        return
 
+    ds = data.load_dataset("mnist", test_subset=1000 if args.quick else None, seed=args.seed)
     x, y = ds.x_test, ds.y_test
     start = time.perf_counter()
     clean = robustness.robust_accuracy(classifier, x, y, None, 500, verbose=0)
@@ -221,26 +340,22 @@ def main() -> None:
         },
         "quick": args.quick,
         "dataset": "mnist",
-        "train_examples": int(len(ds.x_train)),
+        "train_examples": 6000 if args.quick else 60000,
         "test_examples": int(len(y)),
         "epsilon": EPSILON,
         "model": {"name": classifier.name, "params": int(classifier.count_params())},
         "training": {
-            "attack": args.attack,
-            "num_steps": num_steps,
-            "step_size": step_size,
-            "label_mode": "true",
-            "clean_weight": args.clean_weight,
-            "adversarial_weight": 1.0,
-            "epochs_planned": epochs,
-            "epochs_run": len(history.history["loss"]),
-            "stopped_by_budget": budget.stopped_early,
-            "batch_size": args.batch_size,
-            "learning_rate": args.learning_rate,
-            "epsilon_ramp_fraction": args.ramp,
+            "cache_name": CACHE_NAME,
+            "key": info.get("key"),
+            "settings": settings,
+            "from_cache": bool(info.get("from_cache")),
+            "shipped": bool(info.get("shipped")),
+            "load_or_train_seconds": round(load_seconds, 1),
             "budget_seconds": args.budget,
-            "seconds": round(train_seconds, 1),
-            "history": {k: [round(float(v), 4) for v in vs] for k, vs in history.history.items()},
+            "epochs_run": info.get("epochs_run"),
+            "stopped_by_budget": info.get("stopped_by_budget"),
+            "seconds": info.get("train_seconds"),
+            "history": info.get("history"),
         },
         "evaluation": {
             "clean_accuracy": clean,
@@ -272,7 +387,8 @@ def main() -> None:
     print(
         f"clean {clean:.4f}  FGSM {fgsm:.4f}  PGD-50x{1 + args.restarts} {pgd:.4f}  "
         f"APGD-CE + APGD-T {strong:.4f}  worst case {worst:.4f}  (training "
-        f"{train_seconds:.0f} s, evaluation {eval_seconds + strong_seconds:.0f} s) -> {path}"
+        f"{info.get('train_seconds')} s, evaluation {eval_seconds + strong_seconds:.0f} s) "
+        f"-> {path}"
     )
 
 

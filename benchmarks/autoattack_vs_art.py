@@ -39,9 +39,9 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from robustbench_style import EPSILON, pgd_trained_mnist  # noqa: E402
+from robustbench_style import EPSILON, pgd_trained_mnist, protocol  # noqa: E402
 
-from cnn_utils import autoattack, data, robustness  # noqa: E402
+from cnn_utils import data, robustness  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "autoattack_vs_art.json"
 
@@ -114,19 +114,7 @@ def run_art(model, x, y, args) -> dict:
 
 
 def run_ours(model, x, y, args) -> dict:
-    start = time.perf_counter()
-    report = autoattack.evaluate_robustness(
-        model,
-        x,
-        y,
-        EPSILON,
-        num_steps=args.steps,
-        target_classes=args.targets,
-        square_queries=args.queries,
-        batch_size=args.batch_size,
-        seed=0,
-    )
-    seconds = time.perf_counter() - start
+    report, seconds = protocol(model, x, y, args)
     table = report.table.drop(index="final")
     fab = float(table.loc[table.index.str.startswith("fab"), "seconds"].sum())
     rows = json.loads(table.reset_index().to_json(orient="records"))
@@ -176,7 +164,7 @@ def main() -> None:
 
     ds = data.load_dataset("mnist")
     x, y = ds.x_test[: args.images], ds.y_test[: args.images].astype(np.int64)
-    model = pgd_trained_mnist()
+    model, _ = pgd_trained_mnist()
     result = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, TensorFlow {tf.__version__}",

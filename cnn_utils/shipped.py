@@ -41,7 +41,7 @@ __all__ = [
 SHIPPED_DIR = Path(__file__).resolve().parent / "shipped"
 """Folder of the shipped weights (``<stem>.weights.h5``) and their ``manifest.json``."""
 
-SHIPPED_BUDGET_BYTES = 25_000_000
+SHIPPED_BUDGET_BYTES = 30_000_000
 """The most the shipped weights may weigh together (checked by the tests and ``make weights``)."""
 
 MANIFEST_FORMAT = 1
