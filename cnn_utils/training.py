@@ -974,6 +974,22 @@ def _recipes() -> dict[str, dict]:
             "learning_rate": 1e-3,
             "validation_split": 0.1,
         },
+        "small_cnn_gap": {  # the same body and recipe with a global-average-pooling head
+            "build": lambda shape, n: models.small_cnn(
+                shape,
+                n,
+                filters=(32, 64, 128),
+                convs_per_stage=1,
+                head="gap",
+                dropout=0.2,
+                name="small_cnn_gap",
+            ),  # fmt: skip
+            "fast": (30_000, 2),
+            "full": (None, 15),
+            "batch_size": 64,
+            "learning_rate": 1e-3,
+            "validation_split": 0.1,
+        },
         "resnet": {
             "build": lambda shape, n: models.resnet(
                 shape, n, widths=(16, 32, 64), num_residuals=2, stem="small", name="resnet14"
@@ -1093,9 +1109,11 @@ def trained(
 
     Models: ``"small_cnn"`` (notebook 01's :func:`~cnn_utils.models.small_cnn`: three
     one-convolution stages, Flatten + Dense head, 10 % of the training set held out for
-    validation curves), ``"resnet"`` (a narrow 14-layer :func:`~cnn_utils.models.resnet` for
-    28x28 images), ``"googlenet"`` (:func:`~cnn_utils.models.googlenet` with the small stem,
-    a quarter of the width and batch norm).
+    validation curves), ``"small_cnn_gap"`` (the same body and recipe with a global-average-
+    pooling head, notebook 01's comparison of heads), ``"resnet"`` (a narrow 14-layer
+    :func:`~cnn_utils.models.resnet` for 28x28 images), ``"googlenet"``
+    (:func:`~cnn_utils.models.googlenet` with the small stem, a quarter of the width and batch
+    norm).
 
     Args:
         name: One of :data:`TRAINED_MODELS`.

@@ -170,33 +170,34 @@ def test_nb01_regularisation_shrinks_the_gap():
 
 
 def test_nb01_gap_head_close_to_flatten_and_any_size_over_seeds():
-    """Notebook 01, section 10: GAP within 5 points of Flatten; its weights work at 36x36."""
-    compare = data.load_dataset(
-        "fashion_mnist", subset=config.by_mode(fast=8_000, full=20_000), validation_split=0.1
-    )
-    padded = np.pad(compare.x_test, ((0, 0), (4, 4), (4, 4), (0, 0)))
-    for seed in (0, 1, 2):
+    """Notebook 01, section 10: GAP within 5 points of Flatten; its weights work at 36x36.
+
+    Section 8's recipe for both heads (``trained("small_cnn")``, ``trained("small_cnn_gap")``)
+    with the notebook's seed (42) and two others; the control is the same 36x36 network untrained.
+    """
+    test = data.load_dataset("fashion_mnist", subset=1, seed=0)
+    padded = np.pad(test.x_test[:2000], ((0, 0), (4, 4), (4, 4), (0, 0)))
+    labels = test.y_test[:2000]
+    for seed in (42, 0, 1):
         accuracy = {}
-        for head in ("flatten", "gap"):
-            config.set_seed(seed)
-            model = models.small_cnn(
-                filters=(32, 64, 128), convs_per_stage=1, head=head, dropout=0.2
-            )
-            _, _, accuracy[head] = training.train_classifier(
-                model, compare, epochs=config.by_mode(fast=2, full=4), learning_rate=3e-3, verbose=0
-            )
+        for head, name in (("flatten", "small_cnn"), ("gap", "small_cnn_gap")):
+            model = training.trained(name, seed=seed, verbose=0)
+            predicted = model.predict(test.x_test, batch_size=512, verbose=0).argmax(axis=1)
+            accuracy[head] = float(np.mean(predicted == test.y_test))
         larger = models.small_cnn(
             (36, 36, 1), filters=(32, 64, 128), convs_per_stage=1, head="gap", dropout=0.2
         )
-        larger.set_weights(model.get_weights())  # the GAP network, trained last
+        untrained = larger.predict(padded, batch_size=512, verbose=0).argmax(axis=1)
+        larger.set_weights(model.get_weights())  # the GAP network, loaded last
         predicted = larger.predict(padded, batch_size=512, verbose=0).argmax(axis=1)
-        accuracy_36 = float(np.mean(predicted == compare.y_test))
+        accuracy_36 = float(np.mean(predicted == labels))
+        chance_36 = float(np.mean(untrained == labels))
         print(
             f"seed {seed}: flatten {accuracy['flatten']:.4f}, gap {accuracy['gap']:.4f}, "
-            f"gap on 36x36 {accuracy_36:.4f}"
+            f"gap on 36x36 {accuracy_36:.4f} (untrained {chance_36:.4f})"
         )
         assert accuracy["gap"] > accuracy["flatten"] - 0.05
-        assert accuracy_36 > 0.1 + 0.2  # an untrained network stays near chance (0.1)
+        assert accuracy_36 > chance_36 + 0.2
 
 
 def test_nb01_sigmoid_gradient_vanishes_relu_does_not_over_seeds():

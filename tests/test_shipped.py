@@ -121,6 +121,7 @@ MANIFEST = shipped.read_manifest()
 # GoogLeNet (and more than a small CNN on the same budget, which it trains itself).
 NOTEBOOK_ACCURACY = {
     ("small_cnn", "fast"): 0.84,
+    ("small_cnn_gap", "fast"): 0.79,  # notebook 01: within 5 points of small_cnn (>= 0.84)
     ("resnet", "fast"): 0.87,
     ("googlenet", "fast"): 0.5,
 }
@@ -183,8 +184,9 @@ def test_shipped_course_model_is_current_and_reaches_its_notebook_accuracy(name,
     assert evaluated == pytest.approx(accuracy, abs=1e-6)  # compiled with metrics=["accuracy"]
 
 
-# What notebooks 01, 03 and 02 assert in full mode (02: five times chance, for both networks).
-FULL_ACCURACY = {"small_cnn": 0.91, "resnet": 0.92, "googlenet": 0.5}
+# What notebooks 01, 03 and 02 assert in full mode (01: GAP within 5 points of 0.91; 02: five
+# times chance, for both networks).
+FULL_ACCURACY = {"small_cnn": 0.91, "small_cnn_gap": 0.86, "resnet": 0.92, "googlenet": 0.5}
 
 
 @pytest.mark.parametrize("name", sorted(FULL_ACCURACY))

@@ -94,7 +94,10 @@ def datasets_of(notebook: dict) -> tuple[str, ...]:
         _source(c) for c in notebook["cells"] if c["cell_type"] == "code" and not _is_ours(c)
     )
     found = set(re.findall(r"[\"'](fashion_mnist|mnist)[\"']", code))
-    defaults = r"load_dataset\(\s*(subset|\))|training\.trained\(\"(small_cnn|resnet|googlenet)\"\)"
+    defaults = (
+        r"load_dataset\(\s*(subset|\))"
+        r"|training\.trained\(\"(small_cnn|small_cnn_gap|resnet|googlenet)\"\)"
+    )
     if re.search(defaults, code):
         found.add("fashion_mnist")  # the default dataset of load_dataset and training.trained
     return tuple(name for name in DATASETS if name in found)
