@@ -586,7 +586,7 @@ class _Ascent:
 
 def _ascent_step(ascent: _Ascent, x: tf.Tensor, t: tf.Tensor, lr: tf.Tensor):
     """One step I <- clip(I + lr * g / rms(g)), then the after-step transforms: (I, score)."""
-    with tf.GradientTape() as tape:
+    with tf.GradientTape(persistent=True) as tape:
         tape.watch(x)
         seen = x
         for transform in ascent.before:
@@ -595,7 +595,11 @@ def _ascent_step(ascent: _Ascent, x: tf.Tensor, t: tf.Tensor, lr: tf.Tensor):
         total = score
         for regularizer in ascent.regularizers:
             total = total - regularizer(x)
-        total = tf.reduce_sum(total)
+        total, score_sum = tf.reduce_sum(total), tf.reduce_sum(score)
+    # Checked when the step is traced: a score that ignores the image (a disconnected graph) is
+    # an error even when the penalties alone would give a gradient. The graph never uses this
+    # gradient, so TensorFlow prunes it: the check costs no computation.
+    probe.gradient(tape, score_sum, x, what="the objective with respect to the image")
     grads = probe.gradient(tape, total, x, what="the objective with respect to the image")
     rms = tf.sqrt(tf.reduce_mean(tf.square(grads), axis=(1, 2, 3), keepdims=True))
     grads = grads / tf.maximum(rms, _EPS)
@@ -663,12 +667,6 @@ def optimize_input(
     before = [t for t in transforms if getattr(t, "stage", "after") == "before"]
     after = [t for t in transforms if getattr(t, "stage", "after") != "before"]
     ascent = _Ascent(activations_model, keys, objective, tuple(regularizers), before, after)
-    # Once, before the loop: a score that ignores the image (a disconnected graph) is an error,
-    # even when the penalties alone would still give a gradient.
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        score = tf.reduce_sum(ascent.scores(x))
-    probe.gradient(tape, score, x, what="the objective with respect to the image")
     # A partial, not a closure: TensorFlow counts retracing per code object, so one closure per
     # call would warn about "retracing" when a notebook calls the loop many times.
     step = tf.function(functools.partial(_ascent_step, ascent), reduce_retracing=True)
