@@ -957,39 +957,29 @@ def _recipes() -> dict[str, dict]:
     through :func:`cache_key`, so editing a builder here (or in :mod:`cnn_utils.models`)
     retrains the model on its next use.
     """
+
+    def small_cnn(head: str, name: str) -> dict:
+        """Notebook 01's small CNN with a Flatten + Dense or a GAP head, one recipe for both."""
+        return {
+            "build": lambda shape, n: models.small_cnn(
+                shape,
+                n,
+                filters=(32, 64, 128),
+                convs_per_stage=1,
+                head=head,
+                dropout=0.2,
+                name=name,
+            ),  # fmt: skip
+            "fast": (30_000, 2),
+            "full": (None, 15),
+            "batch_size": 64,
+            "learning_rate": 1e-3,
+            "validation_split": 0.1,
+        }
+
     return {
-        "small_cnn": {
-            "build": lambda shape, n: models.small_cnn(
-                shape,
-                n,
-                filters=(32, 64, 128),
-                convs_per_stage=1,
-                head="flatten",
-                dropout=0.2,
-                name="small_cnn",
-            ),  # fmt: skip
-            "fast": (30_000, 2),
-            "full": (None, 15),
-            "batch_size": 64,
-            "learning_rate": 1e-3,
-            "validation_split": 0.1,
-        },
-        "small_cnn_gap": {  # the same body and recipe with a global-average-pooling head
-            "build": lambda shape, n: models.small_cnn(
-                shape,
-                n,
-                filters=(32, 64, 128),
-                convs_per_stage=1,
-                head="gap",
-                dropout=0.2,
-                name="small_cnn_gap",
-            ),  # fmt: skip
-            "fast": (30_000, 2),
-            "full": (None, 15),
-            "batch_size": 64,
-            "learning_rate": 1e-3,
-            "validation_split": 0.1,
-        },
+        "small_cnn": small_cnn("flatten", "small_cnn"),
+        "small_cnn_gap": small_cnn("gap", "small_cnn_gap"),  # notebook 01's comparison of heads
         "resnet": {
             "build": lambda shape, n: models.resnet(
                 shape, n, widths=(16, 32, 64), num_residuals=2, stem="small", name="resnet14"
