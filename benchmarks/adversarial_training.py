@@ -30,7 +30,7 @@ ship it again after a change of recipe::
 
     export CNN_UTILS_CACHE=/tmp/bench_cache CNN_UTILS_SHIPPED=0
     python benchmarks/adversarial_training.py --train-only
-    python tools/weights.py collect /tmp/bench_cache --mode full --add
+    python tools/weights.py collect /tmp/bench_cache --mode full --source benchmarks
 
 ``--budget SECONDS`` stops training after that much time instead (the old protocol; the model
 is then not cached, since a time budget trains different weights on every machine). Results go

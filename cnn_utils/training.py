@@ -407,20 +407,29 @@ def _from_shipped(model: keras.Model, stem: str, key: str) -> dict | None:
 
 
 def ship_cached_models(
-    cache_folder, mode: str, folder: Path | None = None, *, keep: bool = False
+    cache_folder,
+    mode: str,
+    folder: Path | None = None,
+    *,
+    keep: bool = False,
+    source: str = "notebooks",
 ) -> dict:
     """Ship every valid model of a cache folder: weights, hash and key in the manifest.
 
     Used by ``make weights`` (``tools/weights.py``) after the notebooks have trained their
-    models into an empty cache. Entries of the same ``mode`` that the cache folder does not
-    hold are removed, so the manifest lists exactly what the notebooks load; with ``keep``
-    they stay (to ship one model more, trained alone).
+    models into an empty cache. Entries of the same ``mode`` and ``source`` that the cache
+    folder does not hold are removed, so the manifest lists exactly what the notebooks load
+    (and, separately, what the benchmarks load); with ``keep`` they stay (to ship one model
+    more, trained alone).
 
     Args:
         cache_folder: A cache folder written by :func:`cached_model`.
         mode: ``"fast"`` or ``"full"``: which notebook mode trained these models.
         folder: Where to write (default :data:`cnn_utils.shipped.SHIPPED_DIR`).
         keep: Keep the shipped entries of ``mode`` that ``cache_folder`` does not hold.
+        source: Who loads these models: ``"notebooks"`` (``make weights``) or
+            ``"benchmarks"`` (``benchmarks/adversarial_training.py``). Shipping one source
+            never removes the other's entries.
 
     Returns:
         The manifest's ``models`` table after the update.
@@ -430,6 +439,7 @@ def ship_cached_models(
             :data:`cnn_utils.shipped.SHIPPED_BUDGET_BYTES` in all.
     """
     mode = _checks.one_of("mode", mode, ("fast", "full"))
+    source = _checks.one_of("source", source, ("notebooks", "benchmarks"))
     cache_folder = Path(cache_folder)
     folder = shipped.SHIPPED_DIR if folder is None else Path(folder)
     found = {}
@@ -447,7 +457,9 @@ def ship_cached_models(
         raise ValueError(f"cache_folder holds no cached models. Received: {cache_folder}")
     folder.mkdir(parents=True, exist_ok=True)
     table = {
-        k: v for k, v in shipped.read_manifest(folder).items() if keep or v.get("mode") != mode
+        k: v
+        for k, v in shipped.read_manifest(folder).items()
+        if keep or v.get("mode") != mode or v.get("source", "notebooks") != source
     }
     for old in folder.glob("*.weights.h5"):
         if old.name not in {entry["file"] for entry in table.values()}:
@@ -461,6 +473,7 @@ def ship_cached_models(
         table[stem] = {
             "file": target.name,
             "mode": mode,
+            "source": source,
             "key": record["key"],
             "sha256": shipped.sha256(target),
             "bytes": target.stat().st_size,

@@ -107,6 +107,16 @@ def test_ship_replaces_only_its_mode_and_checks_the_budget(tmp_path, monkeypatch
     replaced = training.ship_cached_models(other, "full", shipped_folder)
     assert stem not in replaced and len(replaced) == 1  # the mode's other entries removed
     assert len(list(shipped_folder.glob("*.weights.h5"))) == 1
+    (kept,) = replaced  # a benchmark's model, shipped under the same mode...
+    bench = training.ship_cached_models(
+        tmp_path / "scratch_cache", "full", shipped_folder, source="benchmarks"
+    )
+    assert bench[stem]["source"] == "benchmarks" and bench[kept]["source"] == "notebooks"
+    again = training.ship_cached_models(other, "full", shipped_folder)  # ...survives make weights
+    assert set(again) == {stem, kept} and again[stem]["source"] == "benchmarks"
+    assert len(list(shipped_folder.glob("*.weights.h5"))) == 2
+    with pytest.raises(ValueError, match="source"):
+        training.ship_cached_models(other, "full", shipped_folder, source="slides")
     monkeypatch.setattr(shipped, "SHIPPED_BUDGET_BYTES", 10)
     with pytest.raises(ValueError, match="over the budget"):
         training.ship_cached_models(tmp_path / "scratch_cache", "fast", shipped_folder)
@@ -136,6 +146,9 @@ def test_shipped_files_match_their_manifest_and_budget():
         assert shipped.sha256(path) == entry["sha256"], f"{stem}: hash differs from manifest"
         assert path.stat().st_size == entry["bytes"]
         assert entry["mode"] in ("fast", "full") and len(entry["key"]) == 64
+        # make weights replaces only the notebooks' entries: the benchmark's model is marked
+        expected = "benchmarks" if stem.startswith("benchmark_") else "notebooks"
+        assert entry["source"] == expected, stem
         total += entry["bytes"]
     assert total <= shipped.SHIPPED_BUDGET_BYTES
     # No stray weights files that the manifest does not list.

@@ -4,12 +4,15 @@ Usage::
 
     python tools/weights.py collect CACHE_FOLDER --mode fast|full   # ship what the cache holds
     python tools/weights.py collect CACHE_FOLDER --mode full --add  # ...keeping the others
+    python tools/weights.py collect CACHE_FOLDER --mode full --source benchmarks  # a benchmark's
     python tools/weights.py check                                   # hashes, sizes, budget
 
 ``make weights`` (``FAST=1`` for the FAST set) runs every notebook with an empty cache folder
 and ``CNN_UTILS_SHIPPED=0``, so each model a notebook loads is trained from scratch, then
 collects that folder into ``cnn_utils/shipped/`` (weights only, with sha256, cache key and the
-training record in ``manifest.json``).
+training record in ``manifest.json``). Each entry records who loads it (``--source``: the
+notebooks, or a benchmark such as ``benchmarks/adversarial_training.py``); a collect replaces
+only the entries of its own mode and source, so ``make weights`` keeps the benchmark's model.
 """
 
 from __future__ import annotations
@@ -21,9 +24,9 @@ from pathlib import Path
 from cnn_utils import shipped, training
 
 
-def collect(cache_folder: Path, mode: str, add: bool = False) -> int:
-    """Ship every model of ``cache_folder`` as ``mode``; then check; the exit code."""
-    table = training.ship_cached_models(cache_folder, mode, keep=add)
+def collect(cache_folder: Path, mode: str, add: bool = False, source: str = "notebooks") -> int:
+    """Ship every model of ``cache_folder`` as ``mode`` from ``source``; check; the exit code."""
+    table = training.ship_cached_models(cache_folder, mode, keep=add, source=source)
     for stem, entry in table.items():
         if entry["mode"] == mode:
             accuracy = entry["info"].get("test_accuracy")
@@ -56,10 +59,16 @@ def main() -> int:
     one.add_argument(
         "--add", action="store_true", help="keep the shipped models the folder does not hold"
     )
+    one.add_argument(
+        "--source",
+        choices=("notebooks", "benchmarks"),
+        default="notebooks",
+        help="who loads these models (a collect replaces only its own source's entries)",
+    )
     sub.add_parser("check", help="check the shipped files against the manifest")
     args = parser.parse_args()
     if args.command == "collect":
-        return collect(args.cache_folder, args.mode, args.add)
+        return collect(args.cache_folder, args.mode, args.add, args.source)
     return check()
 
 
