@@ -90,3 +90,57 @@ def test_every_widget_comes_after_its_static_twin(path):
             assert re.search(r"plt\.show\(\)|plots\.\w+\(", before), (
                 f"{path.name}: plots.live_control with no static twin drawn before it"
             )
+
+
+# --- The student edition (DESIGN.md, "Notebooks: the student edition") ----------------------
+
+# What speaks to us, not to the student: allowed only in the "For instructors" section.
+MAINTAINER_TEXT = re.compile(
+    r"\bFAST\b|CNN_UTILS_\w+|default mode|\bmake (?:test|claims|weights|book|slides|strip|grade"
+    r"|lab|setup|lint)\b|tests?/\w+|\btest_\w+\.py|\b20\d\d-\d\d-\d\d\b|shipped weights"
+)
+# Sections off the core path: the optional part at the end, the exercises, the back matter.
+OFF_CORE = re.compile(r"going further|optional|exercises|for instructors|references", re.I)
+CORE_WORDS = 3600  # DESIGN.md: "at most ~3,500 words of markdown"
+
+
+def _sections(path):
+    """(level-2 heading, cell) for every cell; the title cell's section is ""."""
+    heading = ""
+    for cell in _cells(path):
+        found = re.match(r"## (?!#)(.*)", _source(cell)) if cell["cell_type"] == "markdown" else None
+        heading = found.group(1) if found else heading
+        yield heading, cell
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_markdown_speaks_to_the_student(path):
+    """Modes, dates, test files and make targets only in the one "For instructors" section."""
+    headings = [h for h, c in _sections(path) if _source(c).startswith(f"## {h}") and h]
+    assert headings.count("For instructors") == 1, f"{path.name}: {headings}"
+    found = [
+        (heading, match.group(0))
+        for heading, cell in _sections(path)
+        if cell["cell_type"] == "markdown" and heading != "For instructors"
+        for match in MAINTAINER_TEXT.finditer(_source(cell))
+    ]
+    assert not found, f"{path.name}: maintainer text outside 'For instructors': {found}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_core_path_is_short_and_code_cells_are_thin(path):
+    """At most ~3,500 words on the core path; no code cell over 30 lines but a by-hand one."""
+    words = sum(
+        len(_source(cell).split())
+        for heading, cell in _sections(path)
+        if cell["cell_type"] == "markdown" and not OFF_CORE.search(heading)
+    )
+    assert 500 < words <= CORE_WORDS, f"{path.name}: {words} words on the core path"
+    long_cells = [
+        (cell.get("id"), len(_source(cell).splitlines()))
+        for _, cell in _sections(path)
+        if cell["cell_type"] == "code"
+        and len(_source(cell).splitlines()) > 30
+        and not str(cell.get("id", "")).endswith("by-hand")
+    ]
+    assert not long_cells, f"{path.name}: code cells over 30 lines: {long_cells}"
