@@ -108,7 +108,8 @@ def _sections(path):
     """(level-2 heading, cell) for every cell; the title cell's section is ""."""
     heading = ""
     for cell in _cells(path):
-        found = re.match(r"## (?!#)(.*)", _source(cell)) if cell["cell_type"] == "markdown" else None
+        markdown = cell["cell_type"] == "markdown"
+        found = re.match(r"## (?!#)(.*)", _source(cell)) if markdown else None
         heading = found.group(1) if found else heading
         yield heading, cell
 
