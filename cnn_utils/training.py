@@ -406,6 +406,22 @@ def _from_shipped(model: keras.Model, stem: str, key: str) -> dict | None:
     return {**entry["info"], "shipped": True}
 
 
+def _valid_cached_models(cache_folder: Path) -> dict:
+    """Stem -> (training record, loaded model) of every cache entry whose hash matches."""
+    found = {}
+    for sidecar in sorted(cache_folder.glob("*.json")):
+        record, _ = _read_record(sidecar, key=None)
+        model_path = sidecar.with_suffix(".keras")
+        if (
+            record is None
+            or not model_path.exists()
+            or shipped.sha256(model_path) != record["sha256"]
+        ):
+            continue
+        found[sidecar.stem] = (record, keras.models.load_model(model_path))
+    return found
+
+
 def ship_cached_models(
     cache_folder,
     mode: str,
@@ -442,17 +458,7 @@ def ship_cached_models(
     source = _checks.one_of("source", source, ("notebooks", "benchmarks"))
     cache_folder = Path(cache_folder)
     folder = shipped.SHIPPED_DIR if folder is None else Path(folder)
-    found = {}
-    for sidecar in sorted(cache_folder.glob("*.json")):
-        record, _ = _read_record(sidecar, key=None)
-        model_path = sidecar.with_suffix(".keras")
-        if (
-            record is None
-            or not model_path.exists()
-            or shipped.sha256(model_path) != record["sha256"]
-        ):
-            continue
-        found[sidecar.stem] = (record, keras.models.load_model(model_path))
+    found = _valid_cached_models(cache_folder)
     if not found:
         raise ValueError(f"cache_folder holds no cached models. Received: {cache_folder}")
     folder.mkdir(parents=True, exist_ok=True)
