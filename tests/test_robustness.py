@@ -1,6 +1,7 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from conftest import build_tiny_model
 from test_attacks import NUM_CLASSES, SHAPE, _templates, images, labels, train_template_model
 
@@ -24,6 +25,25 @@ def test_predict_with_confidence(model):
     np.testing.assert_array_equal(labels_, probabilities.argmax(-1))
     np.testing.assert_allclose(confidences, probabilities.max(-1), rtol=1e-5)
     np.testing.assert_array_equal(robustness.predict_labels(model, x, batch_size=3), labels_)
+
+
+def test_prediction_traces_a_keras_model_once_and_leaves_other_callables_eager(model):
+    x = images()
+    eager = keras.ops.convert_to_numpy(model(x, training=False)).argmax(-1)
+    for batch_size in (3, 5, len(x)):  # batches of several sizes share one trace
+        np.testing.assert_array_equal(robustness.predict_labels(model, x, batch_size), eager)
+    cache, _ = attacks.model_cache(model)
+    forward = cache["forward", tuple(x.shape[1:]), tf.float32]
+    assert len(forward._list_all_concrete_functions()) == 1
+
+    class NumpyNoise:  # a callable with a NumPy draw: traced, the draw would become a constant
+        def __call__(self, v, training=False):
+            noise = np.random.default_rng().normal(0, 10, (len(v), NUM_CLASSES))
+            return model(v, training=False) + noise.astype("float32")
+
+    noisy = NumpyNoise()
+    draws = [robustness.predict_labels(noisy, x, batch_size=len(x)) for _ in range(3)]
+    assert any((draws[0] != d).any() for d in draws[1:])
 
 
 def test_robust_accuracy_batches_and_progress(trained, capsys):
