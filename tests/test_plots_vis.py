@@ -59,8 +59,38 @@ def test_ablation_grid_rows_and_columns():
     rows = {name: rng.random((4, 8, 8, 1)) for name in ("none", "L2", "all")}
     fig = plots.ablation_grid(rows, ["0", "1", "2", "3"], title="ablation")
     assert _images_shown(fig) == 12
-    assert [fig.axes[4 * r].get_ylabel() for r in range(3)] == ["none", "L2", "all"]
+    # Row labels on the left, top to bottom in the rows' order, each at the height of its row.
+    labels = sorted(fig.axes[0].texts, key=lambda t: t.get_position()[1])
+    labels = [t for t in labels if t.get_rotation() == 90]
+    assert [t.get_text() for t in labels] == ["none", "L2", "all"]
+    for r, label in enumerate(labels):
+        top, bottom = fig.axes[0].images[4 * r].get_extent()[3:1:-1]
+        assert top < label.get_position()[1] < bottom
+        assert label.get_position()[0] < fig.axes[0].images[4 * r].get_extent()[0]
+    assert "Panels: 0, row: none; 1; 2; 3; row: L2; and 6 more" in plots.describe_figure(fig)
     with pytest.raises(ValueError, match="same number of images"):
         plots.ablation_grid({"a": rng.random((2, 8, 8)), "b": rng.random((3, 8, 8))})
     with pytest.raises(ValueError, match="column_titles"):
         plots.ablation_grid(rows, ["x"])
+
+
+def test_grid_panels_do_not_overlap_and_keep_their_shape():
+    rng = np.random.default_rng(0)
+    titles = ["Ankle boot -> Sandal (0.97)", "b", "c", "d", "e"]
+    fig = plots.image_grid(rng.random((5, 20, 40, 3)), titles, ncols=2, suptitle="wide")
+    ax = fig.axes[0]
+    boxes = [image.get_extent() for image in ax.images]  # (left, right, bottom, top) in inches
+    for left, right, bottom, top in boxes:
+        assert (right - left) / (bottom - top) == pytest.approx(2.0)  # 40 wide, 20 high
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1 :]:
+            apart = a[1] <= b[0] or b[1] <= a[0] or a[2] <= b[3] or b[2] <= a[3]
+            assert apart, (a, b)
+    # Each title sits above its own image, below the previous row's images.
+    for image, text in zip(ax.images, ax.texts, strict=True):
+        left, right, bottom, top = image.get_extent()
+        x, y = text.get_position()
+        assert left < x < right and y < top and text.get_text() == image.get_label()
+    assert min(t.get_position()[1] for t in ax.texts[2:4]) > boxes[0][2]
+    width, height = fig.get_size_inches()
+    assert ax.get_xlim() == (0.0, width) and ax.get_ylim() == (height, 0.0)
