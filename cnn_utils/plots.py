@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
 from cnn_utils import config
@@ -125,16 +126,19 @@ def _panel_grid(
     cell_size: float,
     suptitle: str | None = None,
     row_labels: Sequence[str] | None = None,
+    frames: bool = False,
 ) -> Figure:
     """Draw a table of images in one set of axes whose data units are inches.
 
     One axes per image costs about 7 ms to create and more to draw: a grid of 80 panels took
     over a second. Here each image is placed by its ``extent`` in a cell whose longer side is
     ``cell_size`` inches (wider than tall for wide images), under a band as tall as its row's
-    longest title; ``row_labels`` go in a band on the left. Each image keeps its title as its
+    longest title; ``row_labels`` go in a band on the left; ``frames`` draws a thin black frame
+    around each image (where white pixels mean something). Each image keeps its title as its
     label, for the alt text.
     """
-    nrows = max(panel.row for panel in panels) + 1
+    panels = sorted(panels, key=lambda panel: (panel.row, panel.col))  # alt text reads by rows
+    nrows = panels[-1].row + 1
     lines = [0] * nrows
     for panel in panels:
         if panel.title:
@@ -153,6 +157,8 @@ def _panel_grid(
         y0 = tops[panel.row] + bands[panel.row] + (cell_h - h * scale) / 2
         extent = (x0, x0 + w * scale, y0 + h * scale, y0)
         shown = ax.imshow(panel.image, extent=extent, **panel.style)
+        if frames:
+            ax.add_patch(Rectangle((x0, y0), w * scale, h * scale, fill=False, linewidth=0.8))
         row_label = f"row: {row_labels[panel.row]}" if row_labels and panel.col == 0 else None
         shown.set_label(", ".join(t for t in (panel.title, row_label) if t))
         if panel.title:
@@ -446,7 +452,9 @@ def ablation_grid(
             style = {"cmap": cmap, "vmin": 0.0, "vmax": 1.0} if image.ndim == 2 else {}
             heading = str(column_titles[c]) if r == 0 and column_titles is not None else None
             panels.append(_Panel(r, c, image, style, heading))
-    return _panel_grid(panels, ncols, cell_size=cell_size, suptitle=title, row_labels=list(arrays))
+    return _panel_grid(
+        panels, ncols, cell_size=cell_size, suptitle=title, row_labels=list(arrays), frames=True
+    )
 
 
 def plot_accuracy_vs_epsilon(
@@ -649,22 +657,25 @@ def plot_adversarial_examples(
         adversarial_titles=adversarial_titles,
         title_colors=title_colors,
     )
-    fig, axes = plt.subplots(
-        3, n, figsize=(cell_size * n, cell_size * 3 + (0.4 if suptitle else 0)), squeeze=False
-    )
+    panels = []
     for i in range(n):
-        _adversarial_column(axes[:, i], x[i], x_adv[i], amplify)
-        if clean_titles is not None:
-            axes[0, i].set_title(str(clean_titles[i]), fontsize=8)
-        if adversarial_titles is not None:
-            style = {} if title_colors is None else {"color": title_colors[i]}
-            axes[1, i].set_title(str(adversarial_titles[i]), fontsize=8, **style)
-    for row, name in enumerate(("clean", "adversarial", "perturbation")):
-        axes[row, 0].set_ylabel(name, fontsize=9)
-    if suptitle:
-        fig.suptitle(suptitle)
-    fig.tight_layout()
-    return fig
+        for row, (shown, titles) in enumerate(
+            ((x[i], clean_titles), (x_adv[i], adversarial_titles))
+        ):
+            style = {"cmap": "gray", "vmin": 0.0, "vmax": 1.0} if shown.ndim == 2 else {}
+            shown = shown if shown.ndim == 2 else np.clip(shown, 0.0, 1.0)
+            title = None if titles is None else _wrap_title(titles[i], cell_size)
+            colour = title_colors[i] if row == 1 and title_colors is not None else None
+            panels.append(_Panel(row, i, shown, style, title, colour))
+        delta = x_adv[i] - x[i]
+        d = delta if delta.ndim == 2 else delta.mean(axis=-1)
+        scale = amplify if amplify is not None else 1.0 / max(float(np.abs(d).max()), 1e-12)
+        style = {"cmap": "seismic", "vmin": -1.0, "vmax": 1.0}
+        panels.append(_Panel(2, i, d * scale, style, None if amplify is None else f"×{amplify:g}"))
+    rows = ["clean", "adversarial", "perturbation"]
+    return _panel_grid(
+        panels, n, cell_size=cell_size, suptitle=suptitle, row_labels=rows, frames=True
+    )
 
 
 def _check_one_per_image(n: int, **sequences) -> None:
@@ -674,24 +685,6 @@ def _check_one_per_image(n: int, **sequences) -> None:
             raise ValueError(
                 f"{argname} must have one entry per image ({n}). Received: {len(values)}"
             )
-
-
-def _adversarial_column(axes, image, adversarial, amplify: float | None) -> None:
-    """One column: the clean image, the adversarial one, the perturbation (centred on zero)."""
-    for ax, shown in zip(axes[:2], (image, adversarial), strict=True):
-        if shown.ndim == 2:
-            ax.imshow(shown, cmap="gray", vmin=0.0, vmax=1.0)
-        else:
-            ax.imshow(np.clip(shown, 0.0, 1.0))
-    delta = adversarial - image
-    d = delta if delta.ndim == 2 else delta.mean(axis=-1)
-    scale = amplify if amplify is not None else 1.0 / max(float(np.abs(d).max()), 1e-12)
-    axes[2].imshow(d * scale, cmap="seismic", vmin=-1.0, vmax=1.0)
-    if amplify is not None:
-        axes[2].set_title(f"×{amplify:g}", fontsize=8)
-    for ax in axes:
-        ax.set_xticks([])
-        ax.set_yticks([])
 
 
 # ---------------------------------------------------------------------------------------------

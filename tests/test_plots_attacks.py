@@ -47,9 +47,15 @@ def test_adversarial_examples_three_rows_and_perturbation_scale():
     fig = plots.plot_adversarial_examples(
         x, x_adv, clean_titles=list("abc"), adversarial_titles=list("def"), amplify=10
     )
-    assert len(fig.axes) == 9
-    perturbation = fig.axes[2 * 3].images[0].get_array()  # row 3, column 1
+    # One panel per image: rows top to bottom (smaller y is higher), columns left to right.
+    grid = sorted(fig.axes[0].images, key=lambda im: (im.get_extent()[3], im.get_extent()[0]))
+    assert len(grid) == 9
+    perturbation = grid[2 * 3].get_array()  # row 3, column 1
     np.testing.assert_allclose(perturbation, 10 * (x_adv[0, ..., 0] - x[0, ..., 0]), rtol=1e-5)
+    np.testing.assert_allclose(grid[3 + 1].get_array(), x_adv[1, ..., 0])  # row 2, column 2
+    assert [im.get_label() for im in grid[:3]] == ["a, row: clean", "b", "c"]
+    assert grid[6].get_label() == "×10, row: perturbation"
+    assert len(fig.axes[0].patches) == 9  # a frame around each panel: white is "no change"
     with pytest.raises(ValueError, match="same shape"):
         plots.plot_adversarial_examples(x, x_adv[:2])
     with pytest.raises(ValueError, match="clean_titles must have one entry"):
