@@ -62,6 +62,15 @@ def compare(old: Path, name: str, runs: int) -> dict:
     }
 
 
+def _short_hash(revision: str) -> str:
+    """The abbreviated commit hash of ``revision`` in this repository."""
+    done = subprocess.run(
+        ["git", "rev-parse", "--short", revision], cwd=ROOT, check=True, capture_output=True,
+        text=True,
+    )  # fmt: skip
+    return done.stdout.strip()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--against", required=True, help="the older commit")
@@ -70,17 +79,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.runs < 1:
         raise SystemExit(f"--runs must be at least 1. Received: {args.runs}")
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", args.against], cwd=ROOT, check=True, capture_output=True,
-        text=True,
-    ).stdout.strip()  # fmt: skip
-    head = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
+    commit, head = _short_hash(args.against), _short_hash("HEAD")
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     with tempfile.TemporaryDirectory() as scratch:
         old = Path(scratch) / "old"

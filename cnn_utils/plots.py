@@ -95,11 +95,10 @@ def image_grid(
     ncols = min(ncols, n)
     panels = []
     for index, image in enumerate(array):
-        style = {"cmap": cmap, "vmin": vmin, "vmax": vmax} if image.ndim == 2 else {}
-        shown = image if image.ndim == 2 else np.clip(image, 0.0, 1.0)
         title = None if titles is None else _wrap_title(titles[index], cell_size)
         colour = None if title_colors is None else title_colors[index]
-        panels.append(_Panel(index // ncols, index % ncols, shown, style, title, colour))
+        row, col = divmod(index, ncols)
+        panels.append(_image_panel(row, col, image, title, colour, cmap=cmap, vmin=vmin, vmax=vmax))
     return _panel_grid(panels, ncols, cell_size=cell_size, suptitle=suptitle)
 
 
@@ -113,6 +112,13 @@ class _Panel:
     style: dict
     title: str | None = None
     colour: str | None = None
+
+
+def _image_panel(row, col, image, title=None, colour=None, *, cmap="gray", vmin=None, vmax=None):
+    """A panel: a single-channel image drawn with ``cmap``, a colour image clipped to [0, 1]."""
+    if image.ndim == 2:
+        return _Panel(row, col, image, {"cmap": cmap, "vmin": vmin, "vmax": vmax}, title, colour)
+    return _Panel(row, col, np.clip(image, 0.0, 1.0), {}, title, colour)
 
 
 _TITLE_LINE = 8 * 1.3 / 72  # inches per line of an 8-point panel title
@@ -448,10 +454,9 @@ def ablation_grid(
     panels = []
     for r, images in enumerate(arrays.values()):
         for c in range(ncols):
-            image = _unit_scale(images[c])
-            style = {"cmap": cmap, "vmin": 0.0, "vmax": 1.0} if image.ndim == 2 else {}
             heading = str(column_titles[c]) if r == 0 and column_titles is not None else None
-            panels.append(_Panel(r, c, image, style, heading))
+            image = _unit_scale(images[c])
+            panels.append(_image_panel(r, c, image, heading, cmap=cmap, vmin=0.0, vmax=1.0))
     return _panel_grid(
         panels, ncols, cell_size=cell_size, suptitle=title, row_labels=list(arrays), frames=True
     )
@@ -662,16 +667,14 @@ def plot_adversarial_examples(
         for row, (shown, titles) in enumerate(
             ((x[i], clean_titles), (x_adv[i], adversarial_titles))
         ):
-            style = {"cmap": "gray", "vmin": 0.0, "vmax": 1.0} if shown.ndim == 2 else {}
-            shown = shown if shown.ndim == 2 else np.clip(shown, 0.0, 1.0)
             title = None if titles is None else _wrap_title(titles[i], cell_size)
             colour = title_colors[i] if row == 1 and title_colors is not None else None
-            panels.append(_Panel(row, i, shown, style, title, colour))
+            panels.append(_image_panel(row, i, shown, title, colour, vmin=0.0, vmax=1.0))
         delta = x_adv[i] - x[i]
         d = delta if delta.ndim == 2 else delta.mean(axis=-1)
         scale = amplify if amplify is not None else 1.0 / max(float(np.abs(d).max()), 1e-12)
-        style = {"cmap": "seismic", "vmin": -1.0, "vmax": 1.0}
-        panels.append(_Panel(2, i, d * scale, style, None if amplify is None else f"×{amplify:g}"))
+        title = None if amplify is None else f"×{amplify:g}"
+        panels.append(_image_panel(2, i, d * scale, title, cmap="seismic", vmin=-1.0, vmax=1.0))
     rows = ["clean", "adversarial", "perturbation"]
     return _panel_grid(
         panels, n, cell_size=cell_size, suptitle=suptitle, row_labels=rows, frames=True
